@@ -1,0 +1,1 @@
+"""Pure computation of SpineLocalizer: phantom, planning, networks (no Slicer, Qt or VTK imports)."""

@@ -1,0 +1,1 @@
+"""Procedural lumbar spine phantom with exact ground truth (`spine-phantom`)."""

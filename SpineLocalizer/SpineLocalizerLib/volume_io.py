@@ -1,0 +1,101 @@
+"""Reading and writing volumes with their LPS geometry, and all-or-nothing output folders.
+
+Arrays in the pure core are indexed (i, j, k) like the voxel indices of the file; SimpleITK arrays are (k, j, i),
+so the transposition lives here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+
+@dataclass
+class Volume:
+    """A voxel array with its world geometry (LPS mm)."""
+
+    array: np.ndarray  # indexed (i, j, k)
+    spacing: tuple[float, float, float]
+    origin: np.ndarray
+    direction: np.ndarray  # columns: world direction of i, j, k
+
+    def index_to_world(self, ijk: np.ndarray) -> np.ndarray:
+        return self.origin + (np.asarray(ijk, dtype=float) * np.asarray(self.spacing)) @ self.direction.T
+
+    def world_to_index(self, xyz: np.ndarray) -> np.ndarray:
+        return ((np.asarray(xyz, dtype=float) - self.origin) @ self.direction) / np.asarray(self.spacing)
+
+    def same_grid(self, other: Volume, tol: float = 1e-3) -> bool:
+        return (
+            self.array.shape == other.array.shape
+            and np.allclose(self.spacing, other.spacing, atol=tol)
+            and np.allclose(self.origin, other.origin, atol=tol)
+            and np.allclose(self.direction, other.direction, atol=tol)
+        )
+
+
+def to_sitk(volume: Volume) -> sitk.Image:
+    image = sitk.GetImageFromArray(np.ascontiguousarray(volume.array.transpose(2, 1, 0)))
+    image.SetSpacing([float(s) for s in volume.spacing])
+    image.SetOrigin([float(x) for x in volume.origin])
+    image.SetDirection([float(x) for x in np.asarray(volume.direction).ravel()])
+    return image
+
+
+def from_sitk(image: sitk.Image) -> Volume:
+    if image.GetDimension() != 3:
+        raise ValueError(f"expected a 3D image, got {image.GetDimension()}D")
+    array = sitk.GetArrayFromImage(image).transpose(2, 1, 0)
+    direction = np.array(image.GetDirection(), dtype=float).reshape(3, 3)
+    return Volume(array, tuple(image.GetSpacing()), np.array(image.GetOrigin(), dtype=float), direction)
+
+
+def write_volume(volume: Volume, path: str | Path) -> None:
+    sitk.WriteImage(to_sitk(volume), str(path), useCompression=True)
+
+
+def read_volume(path: str | Path) -> Volume:
+    """Read a 3D volume (NIfTI, NRRD, MHA, ...) or fail with a message naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        image = sitk.ReadImage(str(path))
+    except RuntimeError as err:
+        raise ValueError(f"{path}: cannot be read as an image ({str(err).strip().splitlines()[-1]})") from err
+    if image.GetDimension() == 2 or (image.GetDimension() == 3 and min(image.GetSize()) == 1):
+        raise ValueError(f"{path}: is a single 2D slice {image.GetSize()}; a 3D volume is needed")
+    if image.GetNumberOfComponentsPerPixel() != 1:
+        raise ValueError(f"{path}: has {image.GetNumberOfComponentsPerPixel()} components per voxel; expected 1")
+    return from_sitk(image)
+
+
+@contextlib.contextmanager
+def atomic_output_dir(final: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a staging folder; on success its files replace those in `final`, on error nothing changes.
+
+    The staging folder sits beside `final` so the final moves are renames on one file system.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+    try:
+        yield stage
+        final.mkdir(parents=True, exist_ok=True)
+        for item in sorted(stage.iterdir()):
+            target = final / item.name
+            if target.exists() and not overwrite:
+                raise FileExistsError(f"{target} exists; refusing to overwrite it")
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(item, target)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""Pure computation of SpineMeasure: measurements and agreement statistics (no Slicer imports)."""

@@ -1,0 +1,39 @@
+"""Shared fixtures: phantom cases generated once per test session."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from SpineLocalizerLib.phantom.generate import generate_case
+from SpineLocalizerLib.phantom.params import sample_params
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_REAL = REPO.parent / "shared" / "data" / "real"
+
+
+class PhantomCache:
+    def __init__(self, root: Path):
+        self.root = root
+        self._cases: dict[tuple, tuple[Path, dict]] = {}
+
+    def get(self, seed: int, *, highres: bool = False, stacks: bool = False, **overrides) -> tuple[Path, dict]:
+        key = (seed, highres, stacks, tuple(sorted(overrides.items())))
+        if key not in self._cases:
+            folder = self.root / f"case{len(self._cases)}"
+            generate_case(sample_params(seed, **overrides), folder, highres=highres, stacks=stacks, overview=False)
+            self._cases[key] = (folder, json.loads((folder / "truth.json").read_text()))
+        return self._cases[key]
+
+
+@pytest.fixture(scope="session")
+def phantoms(tmp_path_factory) -> PhantomCache:
+    return PhantomCache(tmp_path_factory.mktemp("phantoms"))
+
+
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    if not SHARED_REAL.exists():
+        pytest.skip(f"real validation data not found at {SHARED_REAL} (it lives in ../shared beside the repository)")
+    return SHARED_REAL
