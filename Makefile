@@ -19,7 +19,11 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/spine-phantom --seed 7 --out out/phantom
-	@echo "Demo written under out/: out/phantom/overview.png shows the phantom."
+	$(VENV)/bin/spine-localizer plan out/phantom/localizer.nii.gz --discs out/phantom/disc_labels.nii.gz --out out/plan
+	$(VENV)/bin/spine-localizer reslice out/phantom/highres.nii.gz --plan out/plan/plan.json \
+		--labels out/phantom/highres_labels.nii.gz --out out/axial
+	@echo "Demo written under out/: phantom/overview.png (the phantom), plan/overview.png (the scan plan),"
+	@echo "plan/*.mrk.json (open in Slicer), axial/ (diagnostic axial stacks along the planned slice groups)."
 
 test: $(STAMP)
 	$(PY) -m pytest -q
@@ -29,6 +33,7 @@ slow: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) Testing/bench/bench_phantom.py
+	$(PY) Testing/bench/evaluate_planning.py 60
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -79,9 +79,11 @@ def read_volume(path: str | Path) -> Volume:
 
 
 @contextlib.contextmanager
-def atomic_output_dir(final: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
+def atomic_output_dir(final: str | Path, *, overwrite: bool = True, owned: tuple[str, ...] = ()) -> Iterator[Path]:
     """Yield a staging folder; on success its files replace those in `final`, on error nothing changes.
 
+    `owned` are glob patterns of files this tool writes: those left in `final` from an earlier run and not
+    written this time are removed, so a folder never mixes two runs. Other files are never touched.
     The staging folder sits beside `final` so the final moves are renames on one file system.
     """
     final = Path(final)
@@ -90,6 +92,11 @@ def atomic_output_dir(final: str | Path, *, overwrite: bool = True) -> Iterator[
     try:
         yield stage
         final.mkdir(parents=True, exist_ok=True)
+        fresh = {item.name for item in stage.iterdir()}
+        for pattern in owned:
+            for stale in final.glob(pattern):
+                if stale.name not in fresh and stale.is_file():
+                    stale.unlink()
         for item in sorted(stage.iterdir()):
             target = final / item.name
             if target.exists() and not overwrite:

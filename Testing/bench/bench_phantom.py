@@ -23,7 +23,10 @@ def main() -> None:
         ("localizer case (3D localizer + labels + truth)", dict(highres=False, stacks=False, overview=False)),
         ("multi-slice stacks added", dict(highres=False, stacks=True, overview=False)),
         ("full case, high-res 0.8 mm", dict(highres=True, stacks=True, overview=True)),
-        ("full case, high-res 0.5 mm", dict(highres=True, stacks=False, overview=False, overrides={"highres_spacing_mm": 0.5})),
+        (
+            "full case, high-res 0.5 mm",
+            dict(highres=True, stacks=False, overview=False, overrides={"highres_spacing_mm": 0.5}),
+        ),
     ]
     print("| what | median s | runs |")
     print("| --- | --- | --- |")

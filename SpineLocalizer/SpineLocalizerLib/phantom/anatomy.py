@@ -171,6 +171,10 @@ def build_anatomy(params: PhantomParams) -> Anatomy:
             h_mid *= params.degeneration.get(dname, 1.0)
         else:
             h_mid = 5.5 * scale
+        # A strongly lordotic, degenerated disc would pinch to nothing before its posterior border; keep at least
+        # 2 mm of posterior height so the posterior edge point exists (real discs do not close either).
+        p_est = 0.78 * 0.5 * (dims[lower]["a_v"] + dims[upper]["a_v"])
+        h_mid = max(h_mid, 2.0 * p_est * np.tan(np.deg2rad(abs(flex)) / 2) + 2.0)
         r_disc = rot @ jh
         o_disc = origin + rot[:, 2] * dims[lower]["H"] / 2 + r_disc[:, 2] * h_mid / 2
         n_up = jh @ np.array([0.0, 0.0, 1.0])

@@ -216,7 +216,7 @@ def sample_params(seed: int, **overrides: Any) -> PhantomParams:
         recess_stenotic = u[4] < 0.2
         base_depth = 2.0 + 1.2 * u[5] if recess_stenotic else 4.0 + 3.0 * u[5]
         asym = rng.uniform(-0.6, 0.6, size=2)
-        depth[disc] = (float(base_depth + asym[0]), float(base_depth - asym[0]))
+        depth[disc] = (float(max(base_depth + asym[0], 1.6)), float(max(base_depth - asym[0], 1.6)))
         base_angle = 22.0 + 6.0 * u[6] if recess_stenotic else 32.0 + 14.0 * u[6]
         rangle[disc] = (float(base_angle + 3 * asym[1]), float(base_angle - 3 * asym[1]))
         mean_facet = LUMBAR_FACET_ANGLE_DEG[i] + rng.uniform(-5, 5)

@@ -1,0 +1,98 @@
+"""Quality factor of a plan: does the inter-disc spacing look like a spine, and were the discs found confidently?
+
+    r_k = D_k / T_k          measured over template distance for each pair of consecutive discs present
+                             (T summed over levels missing in between)
+    s   = median_k r_k       the patient's scale, divided out
+    dev = rms_k (r_k / s - 1)
+    spacing = exp(-(dev / 0.12)^2 / 2)         12 % irregularity costs about 40 %
+    scale   = 1 inside [0.75, 1.3], else exp(-(distance outside / 0.1)^2 / 2)
+    coverage = present lumbar-region discs / expected (T12-L1 .. lumbosacral), at most 1
+    quality_factor = spacing * scale * coverage * mean detection confidence
+
+Fewer than two discs give 0. Below the protocol's `quality_threshold` (default 0.5) the plan should be checked by
+a person before scanning: typically a missed or doubled disc, a wrong level, or no spine at all.
+The template (resources/disc_spacing_template.json) holds approximate adult distances (see its description).
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+from .disc_geometry import DiscMeasure
+
+SIGMA_REL = 0.12
+SCALE_RANGE = (0.75, 1.3)
+
+
+def spacing_template() -> dict[str, float]:
+    text = resources.files("SpineLocalizerLib").joinpath("resources/disc_spacing_template.json").read_text()
+    return json.loads(text)["distances_mm"]
+
+
+def _order_index(name: str) -> int:
+    """Position of a disc along the spine by its upper vertebra (T8-T9 = 0 ... L6-S1 = 10)."""
+    order = ["T8", "T9", "T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5", "L6"]
+    return order.index(name.split("-")[0])
+
+
+def quality_factor(discs: list[DiscMeasure], lumbar_count: int, threshold: float) -> dict[str, Any]:
+    template = spacing_template()
+    order = ["T8", "T9", "T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5", "L6"]
+    if len(discs) < 2:
+        return _result(
+            0.0, None, None, 0.0, 0.0, threshold, "fewer than two discs: nothing to check the spacing against"
+        )
+    ratios = []
+    srt = sorted(discs, key=lambda d: _order_index(d.label))
+    for a, b in zip(srt[:-1], srt[1:]):
+        ia, ib = _order_index(a.label), _order_index(b.label)
+        expected = sum(template.get(f"{order[i]}-{order[i + 1]}", 36.0) for i in range(ia, ib))
+        ratios.append(float(np.linalg.norm(a.centroid - b.centroid)) / expected)
+    r = np.asarray(ratios)
+    s = float(np.median(r))
+    dev = float(np.sqrt(np.mean((r / s - 1.0) ** 2)))
+    spacing = float(np.exp(-0.5 * (dev / SIGMA_REL) ** 2))
+    outside = max(SCALE_RANGE[0] - s, s - SCALE_RANGE[1], 0.0)
+    scale = float(np.exp(-0.5 * (outside / 0.1) ** 2))
+    lumbar_region = [d for d in discs if d.label.split("-")[0] in ("T12", "L1", "L2", "L3", "L4", "L5", "L6")]
+    coverage = min(1.0, len(lumbar_region) / (lumbar_count + 1))
+    confidence = float(np.mean([d.confidence for d in discs]))
+    qf = spacing * scale * coverage * confidence
+    message = (
+        "plan looks consistent"
+        if qf >= threshold
+        else "check this plan before scanning: " + _reason(spacing, scale, coverage, confidence)
+    )
+    return _result(qf, spacing, scale, coverage, confidence, threshold, message, dev=dev, patient_scale=s)
+
+
+def _reason(spacing, scale, coverage, confidence) -> str:
+    parts = []
+    if spacing < 0.7:
+        parts.append("irregular disc spacing (missed, doubled or mislabelled disc?)")
+    if scale < 0.7:
+        parts.append("disc spacing outside the adult range")
+    if coverage < 0.8:
+        parts.append("lumbar discs missing")
+    if confidence < 0.7:
+        parts.append("low detection confidence")
+    return "; ".join(parts) or "several small inconsistencies"
+
+
+def _result(qf, spacing, scale, coverage, confidence, threshold, message, **extra) -> dict[str, Any]:
+    out = {
+        "quality_factor": round(float(qf), 4),
+        "spacing_score": None if spacing is None else round(spacing, 4),
+        "scale_score": None if scale is None else round(scale, 4),
+        "coverage": round(float(coverage), 4),
+        "confidence": round(float(confidence), 4),
+        "threshold": threshold,
+        "needs_review": bool(qf < threshold),
+        "message": message,
+    }
+    out.update({k: round(float(v), 4) for k, v in extra.items()})
+    return out
