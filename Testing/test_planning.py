@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from SpineLocalizerLib.cli import main as localizer_main
 from SpineLocalizerLib.geometry import angle_between_deg
 from SpineLocalizerLib.labels import VERTEBRA_CODES

@@ -16,7 +16,6 @@ from .planning.protocol import load_protocol
 from .planning.writer import write_plan_outputs
 from .volume_io import atomic_output_dir, read_volume
 
-
 PLAN_FILES = ("*.mrk.json", "plan.json", "overview.png")
 
 
