@@ -32,6 +32,8 @@ slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
 bench: $(STAMP)
+	$(PY) -m pip install --quiet --no-deps -r requirements-bench.txt
+	$(PY) Testing/bench/bench_pipeline.py
 	$(PY) Testing/bench/bench_phantom.py
 	$(PY) Testing/bench/evaluate_planning.py 60
 

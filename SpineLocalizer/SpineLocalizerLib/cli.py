@@ -10,13 +10,16 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
+
+from .networks import MODEL_DIR, ModelError
 from .planning.axial_reslice import reslice_disc
 from .planning.plan import build_plan
 from .planning.protocol import load_protocol
 from .planning.writer import write_plan_outputs
-from .volume_io import atomic_output_dir, read_volume
+from .volume_io import Volume, atomic_output_dir, read_volume, write_volume
 
-PLAN_FILES = ("*.mrk.json", "plan.json", "overview.png")
+PLAN_FILES = ("*.mrk.json", "plan.json", "overview.png", "discs.nii.gz", "spine.nii.gz")
 
 
 def _stem(path: Path) -> str:
@@ -29,35 +32,31 @@ def _stem(path: Path) -> str:
 
 def cmd_plan(args) -> int:
     images = [Path(p) for p in args.images]
-    if not args.discs:
-        print(
-            "spine-localizer plan: --discs LABELMAP is needed (the network path is not available yet)", file=sys.stderr
-        )
-        return 2
-    if len(args.discs) not in (1, len(images)):
+    if args.discs and len(args.discs) not in (1, len(images)):
         print(
             f"spine-localizer plan: give one --discs per image ({len(images)} images, {len(args.discs)} label maps)",
             file=sys.stderr,
         )
         return 2
-    discs = [Path(p) for p in args.discs] * (len(images) if len(args.discs) == 1 else 1)
+    if args.coronal and len(images) != 1:
+        print("spine-localizer plan: --coronal pairs with a single sagittal image", file=sys.stderr)
+        return 2
     protocol = load_protocol(args.protocol)
     failures = 0
-    for k, (image_path, label_path) in enumerate(zip(images, discs), start=1):
+    for k, image_path in enumerate(images, start=1):
         out = Path(args.out) if len(images) == 1 else Path(args.out) / _stem(image_path)
         try:
-            image = read_volume(image_path)
-            labels = read_volume(label_path)
-            plan, _ = build_plan(
-                labels,
-                image=image,
-                protocol=protocol,
-                lumbar_count=args.lumbar_count,
-                input_info={"image": str(image_path), "labels": str(label_path)},
-            )
+            if args.discs:
+                label_path = Path(args.discs[0] if len(args.discs) == 1 else args.discs[k - 1])
+                plan, image = _plan_from_labels(image_path, label_path, protocol, args.lumbar_count)
+                extra = {}
+            else:
+                plan, image, extra = _plan_with_networks(image_path, args, protocol)
             with atomic_output_dir(out, owned=PLAN_FILES) as stage:
+                for name, vol in extra.items():
+                    write_volume(vol, stage / name)
                 write_plan_outputs(stage, plan, image)
-        except (ValueError, FileNotFoundError) as err:
+        except (ValueError, FileNotFoundError, ModelError) as err:
             failures += 1
             print(f"spine-localizer plan: {image_path}: {err}", file=sys.stderr)
             continue
@@ -68,6 +67,63 @@ def cmd_plan(args) -> int:
             file=sys.stderr,
         )
     return 1 if failures else 0
+
+
+def _plan_from_labels(image_path: Path, label_path: Path, protocol, lumbar_count):
+    image = read_volume(image_path)
+    labels = read_volume(label_path)
+    plan, _ = build_plan(
+        labels,
+        image=image,
+        protocol=protocol,
+        lumbar_count=lumbar_count,
+        input_info={"image": str(image_path), "labels": str(label_path)},
+    )
+    return plan, image
+
+
+def _plan_with_networks(image_path: Path, args, protocol):
+    from .networks.canonical import from_canonical
+    from .networks.infer import run_pipeline
+
+    image = read_volume(image_path)
+    inputs = [image] + ([read_volume(args.coronal)] if args.coronal else [])
+    result = run_pipeline(
+        inputs, lumbar_count=args.lumbar_count, model_dir=Path(args.models) if args.models else MODEL_DIR
+    )
+    discs_canonical = result.grid.as_volume(result.discs_canonical)
+    n_discs = len(np.unique(result.discs_canonical)) - 1
+    if n_discs < 2:
+        threshold = protocol.get("quality_threshold", 0.5)
+        raise ValueError(
+            f"no confident plan: {result.message}; {n_discs} disc(s) labelled, quality factor 0.00 "
+            f"(threshold {threshold}). Check that the image is a spine localizer covering the lumbar spine"
+        )
+    plan, _ = build_plan(
+        discs_canonical,
+        protocol=protocol,
+        lumbar_count=result.lumbar_count,
+        confidences=result.confidences,
+        input_info={"image": str(image_path), "coronal": args.coronal, "labels": "discs.nii.gz (network)"},
+    )
+    plan["timings_s"].update({f"network_{k}": round(v, 4) for k, v in result.timings_s.items()})
+    plan["timings_s"]["total"] = round(result.timings_s["total_inference"] + plan["timings_s"]["total"], 4)
+    plan["lumbar_count_detected"] = result.lumbar_count
+    extra = {
+        "discs.nii.gz": Volume(
+            from_canonical(result.discs_canonical, result.grid, image).astype(np.uint8),
+            image.spacing,
+            image.origin,
+            image.direction,
+        ),
+        "spine.nii.gz": Volume(
+            from_canonical(result.spine_canonical, result.grid, image).astype(np.uint8),
+            image.spacing,
+            image.origin,
+            image.direction,
+        ),
+    }
+    return plan, image, extra
 
 
 def cmd_reslice(args) -> int:
@@ -96,13 +152,34 @@ def cmd_reslice(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from .networks.train import train
+
+    weights = train(
+        args.stage,
+        Path(args.cache),
+        Path(args.out),
+        steps=args.steps,
+        seed=args.seed,
+        user_folder=Path(args.user_data) if args.user_data else None,
+        threads=args.threads,
+        log=lambda msg: print(msg, file=sys.stderr, flush=True),
+    )
+    print(f"\nwrote {weights} and its card; use them with `spine-localizer plan --models {args.out}`", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="spine-localizer", description="Lumbar MRI scan planning from localizers.")
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("plan", help="plan the scan from localizer image(s)")
-    p.add_argument("images", nargs="+", help="localizer volume(s): NIfTI, NRRD or MHA")
+    p.add_argument("images", nargs="+", help="localizer volume(s): NIfTI, NRRD, MHA or a DICOM series folder")
     p.add_argument(
         "--discs", action="append", help="disc label map in the project's disc codes (one, or one per image)"
+    )
+    p.add_argument("--coronal", help="a coronal localizer to fuse with the (single) sagittal one")
+    p.add_argument(
+        "--models", help="folder with localize/discs weights and cards (default: the shipped Resources/Models)"
     )
     p.add_argument("--out", required=True, help="output folder (one sub-folder per input when several)")
     p.add_argument("--protocol", help="protocol JSON (default: the bundled lumbar protocol)")
@@ -114,6 +191,20 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True)
     r.add_argument("--labels", help="label map on the volume's grid, resliced with nearest neighbour")
     r.set_defaults(func=cmd_reslice)
+    t = sub.add_parser("train", help="train a network on phantoms (and optionally your own image + label pairs)")
+    t.add_argument(
+        "--stage",
+        required=True,
+        choices=("localize", "labels", "discs"),
+        help="'labels' trains the shared localize/label network",
+    )
+    t.add_argument("--steps", type=int, help="optimisation steps (default: the stage's setting)")
+    t.add_argument("--seed", type=int, default=0, help="training seed (evaluation phantoms use seeds >= 100000)")
+    t.add_argument("--cache", default=".cache/phantoms", help="where phantom label maps are generated once and reused")
+    t.add_argument("--out", default="models", help="output folder for weights, cards, logs and resumable checkpoints")
+    t.add_argument("--user-data", help="folder of <case>_image.nii.gz + <case>_labels.nii.gz pairs to mix in")
+    t.add_argument("--threads", type=int, default=2)
+    t.set_defaults(func=cmd_train)
     return ap
 
 

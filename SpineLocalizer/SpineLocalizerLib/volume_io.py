@@ -67,6 +67,8 @@ def read_volume(path: str | Path) -> Volume:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
+    if path.is_dir():
+        return _read_dicom_series(path)
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as err:
@@ -75,6 +77,20 @@ def read_volume(path: str | Path) -> Volume:
         raise ValueError(f"{path}: is a single 2D slice {image.GetSize()}; a 3D volume is needed")
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise ValueError(f"{path}: has {image.GetNumberOfComponentsPerPixel()} components per voxel; expected 1")
+    return from_sitk(image)
+
+
+def _read_dicom_series(folder: Path) -> Volume:
+    """The first DICOM series in `folder` (a localizer exported from the scanner or PACS)."""
+    reader = sitk.ImageSeriesReader()
+    series = reader.GetGDCMSeriesIDs(str(folder))
+    if not series:
+        raise ValueError(f"{folder}: is a folder without a DICOM series; give a NIfTI/NRRD/MHA file or a DICOM folder")
+    files = reader.GetGDCMSeriesFileNames(str(folder), series[0])
+    reader.SetFileNames(files)
+    image = reader.Execute()
+    if image.GetDimension() != 3 or min(image.GetSize()) < 2:
+        raise ValueError(f"{folder}: DICOM series {series[0]} is a single 2D slice; a 3D localizer is needed")
     return from_sitk(image)
 
 

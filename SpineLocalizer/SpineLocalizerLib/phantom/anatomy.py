@@ -520,7 +520,7 @@ def _disc_parts(g: DiscGeometry, sac_hw: float, scale: float) -> list[RigidPart]
         d = np.array([np.sin(alpha), np.cos(alpha)])  # joint line, running posterolaterally
         n = np.array([-np.cos(alpha), np.sin(alpha)])  # towards the inferior articular process
         roof = np.array([np.cos(beta), -np.sin(beta)])  # lateral recess roof, towards the floor
-        roof_len = min(6.0 * scale, (g.recess_depth_mm[k] - 0.8) / np.sin(beta))
+        roof_len = min(9.0 * scale, (g.recess_depth_mm[k] - 0.8) / np.sin(beta))
         r_end = m + roof_len * roof
         j = m + lj * d
 

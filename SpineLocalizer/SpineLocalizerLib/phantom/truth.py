@@ -102,9 +102,7 @@ def _canal_truth(anatomy: Anatomy, g: DiscGeometry, frame: Frame) -> dict:
     contents = between & np.isin(labels, CANAL_CONTENTS)
     hern_area = float(np.count_nonzero(labels == S["herniation"])) * step * step
     contents_area = float(np.count_nonzero(contents)) * step * step
-    msu = None
-    if g.herniation is not None:
-        msu = f"{g.herniation['size']}-{g.herniation['zone']}"
+    msu = _visible_msu(g, local, labels) if g.herniation is not None else None
     return {
         "canal_diameter_mm": round(g.canal_ap_mm, 4),
         "dural_sac_ap_mm": round(sac_ap, 4),
@@ -123,6 +121,30 @@ def _canal_truth(anatomy: Anatomy, g: DiscGeometry, frame: Frame) -> dict:
         "facet_tip_left_lps": _lps(anatomy, frame.to_parent(np.array([u_left, p + g.recess_depth_mm[0], 0.0]))),
         "facet_tip_right_lps": _lps(anatomy, frame.to_parent(np.array([-u_right, p + g.recess_depth_mm[1], 0.0]))),
     }
+
+
+def _visible_msu(g: DiscGeometry, local: np.ndarray, labels: np.ndarray) -> str | None:
+    """MSU class of the herniation as it appears (bone painted over it may hide part of its reach).
+
+    Size: reach of the most posterior herniation point behind the disc border over the distance from the border
+    to the intra-facet line (through both SAP tips) at that point's lateral position; zone from that position
+    along the line (A: central half, B: out to the facet edges, C: beyond). Mysliwiec et al. 2010.
+    """
+    hern = labels == S["herniation"]
+    if not hern.any():
+        return None
+    p = g.wedge.p
+    v_max = local[hern, 1].max()
+    u_apex = float(local[hern & (local[:, 1] >= v_max - 1e-6), 0].mean())
+    u_left, u_right = g.facet_tip_u_mm
+    tl = np.array([u_left, p + g.recess_depth_mm[0]])
+    tr = np.array([-u_right, p + g.recess_depth_mm[1]])
+    frac = (u_apex - tr[0]) / (tl[0] - tr[0])
+    line_v = tr[1] + np.clip(frac, 0.0, 1.0) * (tl[1] - tr[1])
+    ratio = (v_max + 0.1 - p) / (line_v - p)  # + half the 0.2 mm sampling step: the edge, not the pixel centre
+    size = 1 if ratio <= 0.5 else (2 if ratio <= 1.0 else 3)
+    zone = "A" if 0.25 <= frac <= 0.75 else ("B" if 0.0 <= frac <= 1.0 else "C")
+    return f"{size}-{zone}"
 
 
 def _foraminal_truth(anatomy: Anatomy, g: DiscGeometry, frame: Frame, vertebrae: dict) -> dict:

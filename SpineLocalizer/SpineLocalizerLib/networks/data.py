@@ -1,0 +1,219 @@
+"""Training data: phantom label maps on a canonical grid, and randomised MR-like images synthesised from them.
+
+Training never sees a fixed contrast. Each sample draws a new image from the phantom's tissue map (the
+SynthSeg idea, Billot et al., Med Image Anal 2023): random signal per tissue or a jittered T1/T2 table, contrast
+inversion, smooth bias field, gamma, blur, noise, thick-slice resampling along a random axis, random field of
+view, left-right flips. Targets come from the label map: the spine mask (bodies + discs), the disc mask, and one
+Gaussian heatmap per disc level (peak 256, LVP).
+
+Users' own data: a folder with `<case>_image.nii.gz` + `<case>_labels.nii.gz` pairs (labels in the project codes:
+VerSe vertebrae, 100 + upper vertebra for discs) is read by `user_cases`; images are used as they are.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from ..labels import CODE_TO_VERTEBRA, DISC_CODE_OFFSET, is_disc_code, is_vertebra_code
+from ..phantom.anatomy import build_anatomy
+from ..phantom.model import evaluate_grid
+from ..phantom.params import sample_params
+from ..phantom.tissues import N_TISSUES, signal_table
+
+CANONICAL_SPACING_MM = 2.0
+CANONICAL_FOV_MM = (320.0, 300.0, 400.0)  # L-R, A-P, S-I
+HEATMAP_PEAK = 256.0
+HEATMAP_SIGMA_MM = 6.0
+LEVELS = ("T10-T11", "T11-T12", "T12-L1", "L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-L6", "LS")
+"""Heatmap channels. 'LS' is the lumbosacral disc whatever its name (L4-S1, L5-S1 or L6-S1): the anchor."""
+
+
+def level_channel(name: str) -> int | None:
+    if name.endswith("-S1"):
+        return LEVELS.index("LS")
+    return LEVELS.index(name) if name in LEVELS else None
+
+
+@dataclass
+class Case:
+    labels: np.ndarray  # (i, j, k) on the canonical grid, i = L, j = P, k = S
+    tissue: np.ndarray | None  # tissue classes (phantoms) or None (user data with a real image)
+    image: np.ndarray | None  # real image for user data
+    discs: dict[int, dict]  # code -> {"name", "centroid_vox"}
+
+
+def canonical_axes(fov_mm=CANONICAL_FOV_MM, spacing=CANONICAL_SPACING_MM):
+    size = tuple(int(round(f / spacing)) for f in fov_mm)
+    origin = -(np.array(size) - 1) * spacing / 2.0
+    return size, origin
+
+
+def make_phantom_case(seed: int, folder: Path) -> Path:
+    """Sample phantom `seed` on the canonical 2 mm LPS grid and store labels + tissues (npz)."""
+    params = sample_params(seed)
+    anatomy = build_anatomy(params)
+    size, origin = canonical_axes()
+    labels, tissue = evaluate_grid(anatomy, origin, (CANONICAL_SPACING_MM,) * 3, np.eye(3), size, block=(2, 2, 2))
+    names = {g.code: g.name for g in anatomy.discs}
+    discs = {}
+    for code in np.unique(labels):
+        if is_disc_code(int(code)) and int(code) in names:
+            idx = np.argwhere(labels == code)
+            if len(idx) >= 20:
+                discs[int(code)] = {"name": names[int(code)], "centroid_vox": idx.mean(axis=0).tolist()}
+    path = folder / f"phantom_{seed:06d}.npz"
+    np.savez_compressed(path, labels=labels, tissue=tissue, discs=json.dumps(discs), seed=seed)
+    return path
+
+
+def build_cache(seeds: list[int], folder: Path, processes: int = 2) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    todo = [s for s in seeds if not (folder / f"phantom_{s:06d}.npz").exists()]
+    if todo:
+        with ProcessPoolExecutor(processes) as pool:
+            list(pool.map(make_phantom_case, todo, [folder] * len(todo)))
+    return [folder / f"phantom_{s:06d}.npz" for s in seeds]
+
+
+def load_case(path: Path) -> Case:
+    with np.load(path) as z:
+        discs = {int(k): v for k, v in json.loads(str(z["discs"])).items()}
+        return Case(labels=z["labels"], tissue=z["tissue"], image=None, discs=discs)
+
+
+def user_cases(folder: Path) -> list[Case]:
+    """Image + label pairs from a user's folder, resampled to the canonical grid around their centre."""
+    from ..volume_io import read_volume
+    from .canonical import to_canonical
+
+    cases = []
+    for image_path in sorted(Path(folder).glob("*_image.nii.gz")):
+        label_path = image_path.with_name(image_path.name.replace("_image.nii.gz", "_labels.nii.gz"))
+        if not label_path.exists():
+            raise FileNotFoundError(f"{image_path}: no matching {label_path.name} (labels must sit beside images)")
+        image, labels = read_volume(image_path), read_volume(label_path)
+        img_c, grid = to_canonical(image)
+        lab_c, _ = to_canonical(labels, grid=grid, labels=True)
+        discs = {}
+        for code in np.unique(lab_c):
+            if is_disc_code(int(code)):
+                upper = CODE_TO_VERTEBRA[int(code) - DISC_CODE_OFFSET]
+                idx = np.argwhere(lab_c == code)
+                discs[int(code)] = {"name": f"{upper}-?", "centroid_vox": idx.mean(axis=0).tolist()}
+        cases.append(Case(labels=lab_c.astype(np.uint8), tissue=None, image=img_c, discs=discs))
+    return cases
+
+
+# ---------------------------------------------------------------------------------------------- synthesis
+
+
+def random_signal_table(rng: np.random.Generator) -> np.ndarray:
+    if rng.random() < 0.35:
+        table = rng.uniform(0.0, 1.0, size=N_TISSUES).astype(np.float32)
+        table[0] = rng.uniform(0.0, 0.08)  # air stays dark-ish
+        return table
+    table = signal_table("t1" if rng.random() < 0.4 else "t2")
+    table = np.clip(table + rng.normal(0.0, 0.07, size=table.shape), 0.0, 1.2).astype(np.float32)
+    return table
+
+
+def _smooth_random_field(shape, rng, scale_vox: float) -> np.ndarray:
+    small = tuple(max(2, int(np.ceil(s / scale_vox))) for s in shape)
+    coarse = rng.normal(size=small).astype(np.float32)
+    return ndimage.zoom(coarse, [s / c for s, c in zip(shape, small)], order=1)[: shape[0], : shape[1], : shape[2]]
+
+
+def thick_slices(vol: np.ndarray, axis: int, thickness_vox: float, step_vox: float) -> np.ndarray:
+    """Average over slabs `thickness_vox` thick every `step_vox` along `axis`, then interpolate back."""
+    n = vol.shape[axis]
+    smoothed = ndimage.uniform_filter1d(vol, size=max(1, int(round(thickness_vox))), axis=axis)
+    centres = np.arange(0, n, step_vox)
+    taken = np.take(smoothed, np.round(centres).astype(int).clip(0, n - 1), axis=axis)
+    pos = np.arange(n) / step_vox
+    i0 = np.floor(pos).astype(int).clip(0, len(centres) - 1)
+    i1 = (i0 + 1).clip(0, len(centres) - 1)
+    frac = (pos - i0).clip(0, 1)
+    shape = [1, 1, 1]
+    shape[axis] = n
+    frac = frac.reshape(shape).astype(np.float32)
+    return np.take(taken, i0, axis=axis) * (1 - frac) + np.take(taken, i1, axis=axis) * frac
+
+
+def normalise(image: np.ndarray) -> np.ndarray:
+    """Robust scaling to ~[0, 1]: the 99.5th percentile of the non-background voxels maps to 1."""
+    fg = image[image > np.percentile(image, 5)] if image.size else image
+    hi = np.percentile(fg, 99.5) if fg.size else 1.0
+    lo = np.percentile(image, 0.5)
+    return np.clip((image - lo) / max(hi - lo, 1e-6), 0.0, 1.5).astype(np.float32)
+
+
+def synthesize_image(case: Case, rng: np.random.Generator) -> np.ndarray:
+    if case.image is not None:
+        img = case.image.astype(np.float32)
+    else:
+        img = random_signal_table(rng)[case.tissue]
+        img = img * (1.0 + 0.05 * _smooth_random_field(img.shape, rng, 8.0))
+    if rng.random() < 0.1:
+        img = img.max() - img
+    img = ndimage.gaussian_filter(img, sigma=rng.uniform(0.0, 1.0))
+    bias = np.exp(rng.uniform(0.1, 0.6) * _smooth_random_field(img.shape, rng, 40.0))
+    img = img * bias
+    if rng.random() < 0.45:
+        axis = 0 if rng.random() < 0.7 else 1  # sagittal stacks (thick in L-R) are the common case
+        thick = rng.uniform(4.0, 7.0) / CANONICAL_SPACING_MM
+        img = thick_slices(img, axis, thick, thick + rng.uniform(0.0, 1.5) / CANONICAL_SPACING_MM)
+    img = normalise(img)
+    img = np.clip(img, 0, None) ** rng.uniform(0.7, 1.4)
+    img = img + rng.normal(0.0, rng.uniform(0.01, 0.06), size=img.shape).astype(np.float32)
+    return np.abs(img).astype(np.float32)
+
+
+def random_fov_mask(shape, rng: np.random.Generator) -> np.ndarray | None:
+    """With some probability keep only a random sub-box (lumbar-only or off-centre fields of view)."""
+    if rng.random() > 0.3:
+        return None
+    mask = np.zeros(shape, dtype=bool)
+    lo = [int(rng.uniform(0, 0.25) * s) for s in shape]
+    hi = [int(s - rng.uniform(0, 0.25) * s) for s in shape]
+    mask[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] = True
+    return mask
+
+
+# ---------------------------------------------------------------------------------------------- targets
+
+
+def spine_mask(labels: np.ndarray) -> np.ndarray:
+    lut = np.array([is_disc_code(v) or is_vertebra_code(v) for v in range(256)])
+    return lut[labels]
+
+
+def disc_mask(labels: np.ndarray) -> np.ndarray:
+    lut = np.array([is_disc_code(v) for v in range(256)])
+    return lut[labels]
+
+
+def heatmaps(shape, discs: dict[int, dict], spacing_mm: float, scale: float = 1.0) -> np.ndarray:
+    """One Gaussian (peak 256, sigma 6 mm) per level channel at the disc centroid; `scale` maps 2 mm voxels."""
+    out = np.zeros((len(LEVELS),) + tuple(shape), dtype=np.float32)
+    grids = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij", sparse=True)
+    for info in discs.values():
+        ch = level_channel(info["name"])
+        if ch is None:
+            continue
+        c = np.asarray(info["centroid_vox"]) * scale
+        d2 = sum((g - ci) ** 2 for g, ci in zip(grids, c)) * spacing_mm**2
+        out[ch] = np.maximum(out[ch], HEATMAP_PEAK * np.exp(-d2 / (2 * HEATMAP_SIGMA_MM**2)))
+    return out
+
+
+def downsample2(vol: np.ndarray) -> np.ndarray:
+    """2x2x2 block mean (the 4 mm image is the partial-volume average of the 2 mm one)."""
+    s = [n - n % 2 for n in vol.shape]
+    v = vol[: s[0], : s[1], : s[2]]
+    return v.reshape(s[0] // 2, 2, s[1] // 2, 2, s[2] // 2, 2).mean(axis=(1, 3, 5))

@@ -1,0 +1,232 @@
+"""Held-out evaluation of the network pipeline on phantoms and on the real validation images.
+
+Phantom seeds start at 100000 (training used 1-160, validation 50001-50016). Metrics follow LVP: Dice of the
+spine (bodies + discs) and of the discs, identification rate (a predicted disc is correct when the nearest
+reference centre has the same level and the error on each axis is below 6 mm; rate = correct / reference discs),
+and the angle between predicted and reference slice-group normals of the identified discs.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..geometry import angle_between_deg
+from ..labels import CODE_TO_VERTEBRA, DISC_CODE_OFFSET, disc_code
+from ..phantom.generate import generate_case, spine_mask
+from ..phantom.params import sample_params
+from ..planning.disc_geometry import measure_discs
+from ..planning.evaluation import EVAL_SEED_BASE, variation
+from ..volume_io import Volume, read_volume
+from . import MODEL_DIR
+from .canonical import from_canonical
+from .infer import run_pipeline
+
+LUMBAR_UPPER = ("T12", "L1", "L2", "L3", "L4", "L5", "L6")
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = a.sum() + b.sum()
+    return float(2 * np.logical_and(a, b).sum() / total) if total else 1.0
+
+
+def identification(pred: dict[str, dict], ref: dict[str, dict]) -> tuple[int, list[tuple[str, float]]]:
+    """Correct predictions (LVP rule) and the normal errors of the correct ones."""
+    correct, errors = 0, []
+    ref_names = list(ref)
+    ref_centres = np.array([ref[n]["center"] for n in ref_names])
+    for name, p in pred.items():
+        d = np.linalg.norm(ref_centres - p["center"], axis=1)
+        nearest = ref_names[int(np.argmin(d))]
+        delta = np.abs(np.asarray(ref[nearest]["center"]) - p["center"])
+        if nearest == name and np.all(delta < 6.0):
+            correct += 1
+            errors.append((name, angle_between_deg(p["normal"], ref[nearest]["normal"], undirected=True)))
+    return correct, errors
+
+
+def _pred_discs(discs_volume: Volume, confidences, lumbar_count) -> dict[str, dict]:
+    measured = measure_discs(discs_volume, lumbar_count=lumbar_count, confidences=confidences)
+    return {d.label: {"center": d.centroid, "normal": d.normal} for d in measured}
+
+
+def evaluate_phantom(i: int, workdir: Path, model_dir: Path = MODEL_DIR) -> dict[str, Any]:
+    seed = EVAL_SEED_BASE + i
+    over = variation(i)
+    params = sample_params(seed, **over)
+    stack = i % 2 == 1  # every other case uses the multi-slice sagittal localizer
+    folder = workdir / f"case{i}"
+    truth = generate_case(params, folder, highres=False, stacks=stack, overview=False)
+    role = "sagittal_stack" if stack else "localizer"
+    image = read_volume(folder / truth["files"][role])
+    labels = read_volume(folder / truth["files"][f"{role}_labels" if stack else "localizer_labels"])
+    result = run_pipeline([image], model_dir=model_dir)
+    spine_pred = from_canonical(result.spine_canonical, result.grid, image) > 0
+    disc_pred = from_canonical(result.discs_canonical, result.grid, image) > 0
+    disc_true = (labels.array >= DISC_CODE_OFFSET + 15) & (labels.array <= DISC_CODE_OFFSET + 25)
+    pred = (
+        _pred_discs(result.grid.as_volume(result.discs_canonical), result.confidences, result.lumbar_count)
+        if result.confidences
+        else {}
+    )
+    ref = {
+        d["label"]: {"center": np.asarray(d["centroid_lps"]), "normal": np.asarray(d["normal_lps"])}
+        for d in truth["discs"]
+        if d["upper"] in LUMBAR_UPPER
+    }
+    pred = {k: v for k, v in pred.items() if k.split("-")[0] in LUMBAR_UPPER}
+    correct, errors = identification(pred, ref)
+    return {
+        "case": i,
+        "seed": seed,
+        "input": role,
+        "contrast": params.contrast,
+        "lumbar_count": params.lumbar_count,
+        "lumbar_count_detected": result.lumbar_count,
+        "spine_dice": dice(spine_pred, spine_mask(labels.array) > 0),
+        "disc_dice": dice(disc_pred, disc_true),
+        "reference_discs": len(ref),
+        "correct": correct,
+        "normal_errors_deg": [e for _, e in errors],
+        "latency_s": result.timings_s.get("total_inference"),
+    }
+
+
+def evaluate_phantoms(n: int, processes: int = 2, model_dir: Path = MODEL_DIR) -> list[dict[str, Any]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        if processes > 1:
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(processes) as pool:
+                return list(pool.map(evaluate_phantom, range(n), [work] * n, [model_dir] * n))
+        return [evaluate_phantom(i, work, model_dir) for i in range(n)]
+
+
+# ------------------------------------------------------------------------------------------- real data
+
+
+def resample_to_localizer(
+    volume: Volume, *, thick_mm: float = 4.0, inplane_mm: float = 1.5, labels: bool = False
+) -> Volume:
+    """A localizer-like sagittal grid: `thick_mm` slices along L-R (averaged), `inplane_mm` in plane."""
+    import SimpleITK as sitk
+
+    from ..volume_io import from_sitk, to_sitk
+
+    image = to_sitk(volume)
+    if not labels:
+        # Average across the slice thickness before sampling, as a thick slice does.
+        lr_axis = int(np.argmax(np.abs(volume.direction[0, :])))
+        sigma = [0.0, 0.0, 0.0]
+        sigma[lr_axis] = thick_mm / 2.355
+        image = sitk.SmoothingRecursiveGaussian(sitk.Cast(image, sitk.sitkFloat32), sigma)
+    corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=float) * (
+        np.array(volume.array.shape) - 1
+    )
+    world = volume.index_to_world(corners)
+    lo, hi = world.min(axis=0), world.max(axis=0)
+    # Sagittal grid: i posterior, j inferior, k right; spacing (in-plane, in-plane, thick).
+    direction = np.array([[0.0, 0.0, -1.0], [1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+    spacing = np.array([inplane_mm, inplane_mm, thick_mm])
+    extent = np.abs(direction.T @ (hi - lo))
+    size = [max(2, int(e / s)) for e, s in zip(extent, spacing)]
+    center = 0.5 * (lo + hi)
+    origin = center - direction @ ((np.array(size) - 1) * spacing / 2)
+    out = sitk.Resample(
+        image,
+        size,
+        sitk.Transform(),
+        sitk.sitkNearestNeighbor if labels else sitk.sitkLinear,
+        origin.tolist(),
+        spacing.tolist(),
+        direction.ravel().tolist(),
+        0,
+    )
+    return from_sitk(out)
+
+
+def reference_discs_from_bodies(labels: Volume) -> dict[str, dict]:
+    """Disc centres and normals between adjacent labelled vertebral bodies (shared/data/real README).
+
+    Centre: midpoint of the facing endplates (the mean of each body's 10 % of voxels nearest the other body along
+    their common axis); normal: mean of the two bodies' cranio-caudal principal axes.
+    """
+    bodies = {}
+    for code in np.unique(labels.array):
+        name = CODE_TO_VERTEBRA.get(int(code))
+        if name is None:
+            continue
+        pts = labels.index_to_world(np.argwhere(labels.array == code))
+        if len(pts) < 200:
+            continue
+        c = pts.mean(axis=0)
+        w, v = np.linalg.eigh(np.cov((pts - c).T))
+        axis = v[:, int(np.argmax(np.abs(v[2, :])))]
+        axis = axis * np.sign(axis[2])
+        bodies[name] = (pts, c, axis)
+    order = ["T11", "T12", "L1", "L2", "L3", "L4", "L5"]
+    out = {}
+    for upper, lower in zip(order[:-1], order[1:]):
+        if upper not in bodies or lower not in bodies:
+            continue
+        pu, cu, au = bodies[upper]
+        pl, cl, al = bodies[lower]
+        axis = au + al
+        axis /= np.linalg.norm(axis)
+        hu = (pu - cu) @ axis
+        hl = (pl - cl) @ axis
+        low_face = pu[hu <= np.percentile(hu, 10)].mean(axis=0)
+        up_face = pl[hl >= np.percentile(hl, 90)].mean(axis=0)
+        out[f"{upper}-{lower}"] = {"center": 0.5 * (low_face + up_face), "normal": axis, "code": disc_code(upper)}
+    return out
+
+
+def evaluate_real_case(image_path: Path, labels_path: Path, model_dir: Path = MODEL_DIR) -> dict[str, Any]:
+    image = resample_to_localizer(read_volume(image_path))
+    labels = read_volume(labels_path)
+    ref = reference_discs_from_bodies(labels)
+    ref = {k: v for k, v in ref.items() if k in ("T12-L1", "L1-L2", "L2-L3", "L3-L4", "L4-L5")}
+    result = run_pipeline([image], model_dir=model_dir)
+    pred = (
+        _pred_discs(result.grid.as_volume(result.discs_canonical), result.confidences, result.lumbar_count)
+        if result.confidences
+        else {}
+    )
+    # Predictions outside T12-L1..L4-L5 (e.g. L5-S1, which has no reference here) are not scored.
+    pred = {k: v for k, v in pred.items() if k in ref}
+    correct, errors = identification(pred, ref) if ref and pred else (0, [])
+    return {
+        "case": image_path.name.split("_image")[0],
+        "reference_discs": len(ref),
+        "predicted": sorted(pred),
+        "correct": correct,
+        "normal_errors_deg": [e for _, e in errors],
+        "message": result.message,
+        "lumbar_count_detected": result.lumbar_count,
+    }
+
+
+def summarise(rows: list[dict[str, Any]]) -> dict[str, float]:
+    errs = [e for r in rows for e in r["normal_errors_deg"]]
+    ref = sum(r["reference_discs"] for r in rows)
+    out = {
+        "cases": len(rows),
+        "reference_discs": ref,
+        "identification_rate": sum(r["correct"] for r in rows) / ref if ref else 0.0,
+        "normal_error_median_deg": float(np.median(errs)) if errs else float("nan"),
+        "normal_error_p95_deg": float(np.percentile(errs, 95)) if errs else float("nan"),
+    }
+    if rows and "spine_dice" in rows[0]:
+        out["spine_dice_mean"] = float(np.mean([r["spine_dice"] for r in rows]))
+        out["disc_dice_mean"] = float(np.mean([r["disc_dice"] for r in rows]))
+        out["lumbar_count_correct"] = float(np.mean([r["lumbar_count"] == r["lumbar_count_detected"] for r in rows]))
+    return out
+
+
+def dump(rows, path: Path) -> None:
+    path.write_text(json.dumps(rows, indent=1, default=float))

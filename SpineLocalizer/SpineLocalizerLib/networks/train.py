@@ -1,0 +1,337 @@
+"""Training of the two V-Nets (seeded, resumable, logged) and export as safetensors with a JSON card.
+
+- `localize` (alias `labels`): one V-Net at 4 mm over the whole field of view with 2 + 9 output channels:
+  spine / background logits (LVP module 1) and one heatmap per disc level (module 3). The two tasks share the
+  encoder, which halves the CPU time of running them separately.
+- `discs`: one V-Net at 2 mm on the spine's bounding box: disc / background logits (module 2).
+Segmentation loss: focal loss (gamma = 2, LVP) + soft Dice; heatmap loss: mean squared error on the 0-256
+heatmaps (divided by 256^2 so both losses have similar scale).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from . import data as D
+from .vnet import VNet
+
+LOCALIZE_CROP_4MM = (64, 64, 96)
+DISC_PATCH_2MM = (64, 64, 64)
+TRAIN_SEEDS = range(1, 161)
+VAL_SEEDS = range(50001, 50017)
+
+
+@dataclass
+class StageConfig:
+    name: str
+    out_channels: int
+    base_channels: int = 8
+    levels: int = 4
+    steps: int = 1500
+    lr: float = 2e-3
+    spacing_mm: float = 4.0
+    extra: dict = field(default_factory=dict)
+
+
+STAGES = {
+    "localize": StageConfig("localize", 2 + len(D.LEVELS), steps=1500, spacing_mm=4.0),
+    "discs": StageConfig("discs", 2, steps=1800, spacing_mm=2.0),
+}
+
+
+def make_net(cfg: StageConfig) -> VNet:
+    return VNet(1, cfg.out_channels, cfg.base_channels, cfg.levels)
+
+
+# --------------------------------------------------------------------------------------------- samples
+
+
+def _crop(shape, size, center, rng, jitter):
+    start = []
+    for n, s, c in zip(shape, size, center):
+        lo = int(round(c - s / 2 + rng.uniform(-jitter, jitter)))
+        start.append(int(np.clip(lo, 0, max(n - s, 0))))
+    return tuple(slice(a, a + s) for a, s in zip(start, size))
+
+
+def _pad_to(arr, size, value=0.0):
+    pads = [(0, max(0, s - n)) for n, s in zip(arr.shape[-3:], size)]
+    if not any(p[1] for p in pads):
+        return arr
+    lead = [(0, 0)] * (arr.ndim - 3)
+    return np.pad(arr, lead + pads, constant_values=value)
+
+
+def localize_sample(case: D.Case, rng: np.random.Generator):
+    """(image 1x64x64x96 at 4 mm, spine mask, heatmaps 9x...) cropped around the spine with a random shift."""
+    spine = D.spine_mask(case.labels)
+    idx = np.argwhere(spine)
+    center = idx.mean(axis=0) if len(idx) else np.array(case.labels.shape) / 2
+    crop2 = _crop(case.labels.shape, [2 * s for s in LOCALIZE_CROP_4MM], center, rng, 20)
+    sub = D.Case(
+        case.labels[crop2],
+        None if case.tissue is None else case.tissue[crop2],
+        None if case.image is None else case.image[crop2],
+        {},
+    )
+    image2 = D.synthesize_image(sub, rng)
+    offset = np.array([s.start for s in crop2])
+    discs = {k: dict(v, centroid_vox=(np.asarray(v["centroid_vox"]) - offset).tolist()) for k, v in case.discs.items()}
+    fov = D.random_fov_mask(image2.shape, rng)
+    if fov is not None:
+        image2 = image2 * fov
+    image4 = D.downsample2(image2)
+    spine4 = D.downsample2(D.spine_mask(sub.labels).astype(np.float32)) >= 0.5
+    heat4 = D.heatmaps(image4.shape, discs, 4.0, scale=0.5)
+    if fov is not None:
+        fov4 = D.downsample2(fov.astype(np.float32)) >= 0.5
+        spine4 &= fov4
+        heat4 *= fov4
+    if rng.random() < 0.5:  # left-right flip: the canonical i axis is L-R
+        image4, spine4, heat4 = image4[::-1], spine4[::-1], heat4[:, ::-1]
+    image4 = _pad_to(image4, LOCALIZE_CROP_4MM)
+    spine4 = _pad_to(spine4, LOCALIZE_CROP_4MM, False)
+    heat4 = _pad_to(heat4, LOCALIZE_CROP_4MM)
+    return (
+        np.ascontiguousarray(image4[None]),
+        np.ascontiguousarray(spine4.astype(np.int64)),
+        np.ascontiguousarray(heat4),
+    )
+
+
+def disc_sample(case: D.Case, rng: np.random.Generator):
+    """(image 1x64^3 at 2 mm, disc mask) centred near a random disc, sometimes anywhere on the spine."""
+    if case.discs and rng.random() < 0.85:
+        info = list(case.discs.values())[int(rng.integers(len(case.discs)))]
+        center = np.asarray(info["centroid_vox"])
+    else:
+        idx = np.argwhere(D.spine_mask(case.labels))
+        center = idx[int(rng.integers(len(idx)))] if len(idx) else np.array(case.labels.shape) / 2
+    margin = 16
+    big = tuple(s + 2 * margin for s in DISC_PATCH_2MM)
+    crop = _crop(case.labels.shape, big, center, rng, 14)
+    sub = D.Case(
+        case.labels[crop],
+        None if case.tissue is None else case.tissue[crop],
+        None if case.image is None else case.image[crop],
+        {},
+    )
+    image = D.synthesize_image(sub, rng)[margin:-margin, margin:-margin, margin:-margin]
+    target = D.disc_mask(sub.labels)[margin:-margin, margin:-margin, margin:-margin]
+    if rng.random() < 0.5:
+        image, target = image[::-1], target[::-1]
+    image, target = _pad_to(image, DISC_PATCH_2MM), _pad_to(target, DISC_PATCH_2MM, False)
+    return np.ascontiguousarray(image[None]), np.ascontiguousarray(target.astype(np.int64))
+
+
+# --------------------------------------------------------------------------------------------- losses
+
+
+def focal_dice_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
+    logp = F.log_softmax(logits, dim=1)
+    logp_t = logp.gather(1, target[:, None]).squeeze(1)
+    focal = (-((1 - logp_t.exp()) ** gamma) * logp_t).mean()
+    prob = logp.exp()[:, 1]
+    tgt = (target == 1).float()
+    dice = 1 - (2 * (prob * tgt).sum() + 1) / (prob.sum() + tgt.sum() + 1)
+    return focal + dice
+
+
+def dice_score(pred: np.ndarray, target: np.ndarray) -> float:
+    inter = np.logical_and(pred, target).sum()
+    total = pred.sum() + target.sum()
+    return float(2 * inter / total) if total else 1.0
+
+
+# --------------------------------------------------------------------------------------------- checkpoints
+
+
+def _save_checkpoint(path: Path, net, opt, step: int, log: list) -> None:
+    tensors = {f"model.{k}": v.detach().contiguous() for k, v in net.state_dict().items()}
+    state = opt.state_dict()
+    for idx, st in state["state"].items():
+        for name, val in st.items():
+            if torch.is_tensor(val):
+                tensors[f"opt.{idx}.{name}"] = (
+                    val.detach().contiguous().reshape(-1) if val.dim() == 0 else val.detach().contiguous()
+                )
+    meta = {"step": str(step), "param_groups": json.dumps(state["param_groups"]), "log": json.dumps(log[-200:])}
+    tmp = path.with_suffix(".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    tmp.replace(path)
+
+
+def _load_checkpoint(path: Path, net, opt) -> tuple[int, list]:
+    from safetensors import safe_open
+
+    tensors = load_file(str(path))
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata()
+    net.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    opt_state: dict = {"state": {}, "param_groups": json.loads(meta["param_groups"])}
+    for k, v in tensors.items():
+        if k.startswith("opt."):
+            _, idx, name = k.split(".", 2)
+            opt_state["state"].setdefault(int(idx), {})[name] = v.reshape(()) if name == "step" else v
+    opt.load_state_dict(opt_state)
+    return int(meta["step"]), json.loads(meta["log"])
+
+
+# --------------------------------------------------------------------------------------------- training
+
+
+class _Samples(torch.utils.data.IterableDataset):
+    def __init__(self, stage: str, paths: list[Path], seed: int, user: list[D.Case]):
+        self.stage, self.paths, self.seed, self.user = stage, paths, seed, user
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        rng = np.random.default_rng([self.seed, 0 if info is None else info.id, int(time.time() * 1000) % 100000])
+        while True:
+            if self.user and rng.random() < 0.5:
+                case = self.user[int(rng.integers(len(self.user)))]
+            else:
+                case = D.load_case(self.paths[int(rng.integers(len(self.paths)))])
+            yield localize_sample(case, rng) if self.stage == "localize" else disc_sample(case, rng)
+
+
+def validate(stage: str, net: VNet, val_paths: list[Path]) -> dict[str, float]:
+    """Fixed synthetic validation samples (seeds 50001+, never trained on)."""
+    net.eval()
+    dices, dists = [], []
+    with torch.inference_mode():
+        for k, path in enumerate(val_paths):
+            rng = np.random.default_rng(900 + k)
+            case = D.load_case(path)
+            if stage == "localize":
+                img, spine, heat = localize_sample(case, rng)
+                out = net(torch.from_numpy(img[None]))[0].numpy()
+                dices.append(dice_score(out[1] > out[0], spine.astype(bool)))
+                for ch in range(len(D.LEVELS)):
+                    if heat[ch].max() > 128:
+                        t = np.unravel_index(np.argmax(heat[ch]), heat[ch].shape)
+                        p = np.unravel_index(np.argmax(out[2 + ch]), heat[ch].shape)
+                        dists.append(4.0 * float(np.linalg.norm(np.subtract(t, p))))
+            else:
+                img, target = disc_sample(case, rng)
+                out = net(torch.from_numpy(img[None]))[0].numpy()
+                dices.append(dice_score(out[1] > out[0], target.astype(bool)))
+    net.train()
+    res = {"val_dice": float(np.mean(dices))}
+    if dists:
+        res["val_peak_error_mm_median"] = float(np.median(dists))
+        res["val_peak_within_6mm"] = float(np.mean(np.array(dists) < 6.0))
+    return res
+
+
+def train(
+    stage: str,
+    cache: Path,
+    out_dir: Path,
+    *,
+    steps: int | None = None,
+    seed: int = 0,
+    user_folder: Path | None = None,
+    threads: int = 2,
+    log=print,
+) -> Path:
+    stage = "localize" if stage == "labels" else stage
+    cfg = STAGES[stage]
+    steps = steps or cfg.steps
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    paths = D.build_cache(list(TRAIN_SEEDS), cache)
+    val_paths = D.build_cache(list(VAL_SEEDS), cache)
+    user = D.user_cases(user_folder) if user_folder else []
+    net = make_net(cfg)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt = out_dir / f"{stage}_checkpoint.safetensors"
+    start, history = 0, []
+    if ckpt.exists():
+        start, history = _load_checkpoint(ckpt, net, opt)
+        log(f"resuming {stage} from step {start}")
+    loader = torch.utils.data.DataLoader(
+        _Samples(stage, paths, seed, user), batch_size=None, num_workers=1, prefetch_factor=4, persistent_workers=True
+    )
+    it = iter(loader)
+    t0 = time.time()
+    running = None
+    for step in range(start, steps):
+        lr = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        batch = next(it)
+        if stage == "localize":
+            img, spine, heat = (torch.as_tensor(x)[None] for x in batch)
+            out = net(img)
+            loss = focal_dice_loss(out[:, :2], spine) + 4.0 * F.mse_loss(out[:, 2:], heat / D.HEATMAP_PEAK)
+        else:
+            img, target = (torch.as_tensor(x)[None] for x in batch)
+            loss = focal_dice_loss(net(img), target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        if (step + 1) % 25 == 0:
+            done = step + 1 - start
+            eta = (time.time() - t0) / done * (steps - step - 1)
+            print(
+                f"\r{stage} step {step + 1}/{steps} loss {running:.4f} lr {lr:.2e} eta {eta / 60:.1f} min",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
+        if (step + 1) % 150 == 0 or step + 1 == steps:
+            entry = {"step": step + 1, "loss": running, "time_s": time.time() - t0, **validate(stage, net, val_paths)}
+            history.append(entry)
+            log(f"\n{json.dumps(entry)}")
+            with open(out_dir / f"{stage}_log.jsonl", "a") as fh:
+                fh.write(json.dumps(entry) + "\n")
+            _save_checkpoint(ckpt, net, opt, step + 1, history)
+    return export(stage, net, out_dir, history, seed=seed, steps=steps, user=bool(user))
+
+
+def export(stage: str, net: VNet, out_dir: Path, history: list, *, seed: int, steps: int, user: bool) -> Path:
+    cfg = STAGES[stage]
+    weights = out_dir / f"{stage}.safetensors"
+    save_file({k: v.detach().contiguous() for k, v in net.state_dict().items()}, str(weights))
+    card = {
+        "stage": stage,
+        "architecture": {
+            "class": "VNet",
+            "in_channels": 1,
+            "out_channels": cfg.out_channels,
+            "base_channels": cfg.base_channels,
+            "levels": cfg.levels,
+        },
+        "outputs": ["background", "spine"] + [f"heatmap {lv}" for lv in D.LEVELS]
+        if stage == "localize"
+        else ["background", "disc"],
+        "spacing_mm": cfg.spacing_mm,
+        "input": "canonical LPS grid, intensities scaled by networks.data.normalise; sides multiple of 8 voxels",
+        "input_size_trained": list(LOCALIZE_CROP_4MM if stage == "localize" else DISC_PATCH_2MM),
+        "training_data": {
+            "phantom_seeds": f"{TRAIN_SEEDS.start}-{TRAIN_SEEDS.stop - 1}",
+            "validation_seeds": f"{VAL_SEEDS.start}-{VAL_SEEDS.stop - 1}",
+            "user_data": user,
+            "synthesis": "random per-tissue contrast, inversion, bias, gamma, blur, noise, thick slices, random FOV, L-R flips",
+        },
+        "training_seed": seed,
+        "steps": steps,
+        "validation": history[-1] if history else {},
+        "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+    }
+    (out_dir / f"{stage}.json").write_text(json.dumps(card, indent=1))
+    return weights

@@ -1,0 +1,74 @@
+"""Latency of the whole localizer pipeline (load excluded, planning included) with torch on 2 threads, and in
+the same run one forward pass of MONAI's VNet on the same input as a reference. Peak memory is the process's
+maximum resident set size.
+
+    .venv/bin/python Testing/bench/bench_pipeline.py
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from SpineLocalizerLib.networks.infer import load_model, prepare_input, run_pipeline
+from SpineLocalizerLib.phantom.generate import generate_case
+from SpineLocalizerLib.phantom.params import sample_params
+from SpineLocalizerLib.planning.plan import build_plan
+from SpineLocalizerLib.volume_io import read_volume
+
+REPEATS = 7
+
+
+def pipeline_once(image) -> float:
+    t = time.perf_counter()
+    result = run_pipeline([image])
+    build_plan(
+        result.grid.as_volume(result.discs_canonical), lumbar_count=result.lumbar_count, confidences=result.confidences
+    )
+    return time.perf_counter() - t - result.timings_s["load_models"]
+
+
+def monai_once(net, x) -> float:
+    t = time.perf_counter()
+    with torch.inference_mode():
+        net(x)
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    torch.set_num_threads(2)
+    from monai.networks.nets import VNet as MonaiVNet
+
+    load_model("localize")  # warm the file cache; loading is excluded from the timings
+    with tempfile.TemporaryDirectory() as tmp:
+        truth = generate_case(sample_params(100_500), Path(tmp), highres=False, stacks=True, overview=False)
+        inputs = {
+            "3D localizer (2 mm)": read_volume(Path(tmp) / truth["files"]["localizer"]),
+            "sagittal multi-slice localizer (11 x 5 mm)": read_volume(Path(tmp) / truth["files"]["sagittal_stack"]),
+        }
+        monai = MonaiVNet(spatial_dims=3, in_channels=1, out_channels=2, dropout_prob=None).eval()
+        print(
+            "| input | our pipeline, median s | MONAI VNet, one forward pass on the same 2 mm input, median s | ratio |"
+        )
+        print("| --- | --- | --- | --- |")
+        for name, image in inputs.items():
+            canon, _ = prepare_input([image])
+            padded = np.pad(canon, [(0, (-s) % 16) for s in canon.shape])
+            x = torch.from_numpy(np.ascontiguousarray(padded[None, None]))
+            pipeline_once(image)
+            ours = statistics.median(pipeline_once(image) for _ in range(REPEATS))
+            monai_once(monai, x)
+            ref = statistics.median(monai_once(monai, x) for _ in range(3))
+            print(f"| {name} | {ours:.3f} | {ref:.3f} (input {tuple(padded.shape)}) | {ours / ref:.2f} |", flush=True)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak resident memory of this process: {peak_mb:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

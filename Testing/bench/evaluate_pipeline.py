@@ -1,0 +1,65 @@
+"""Held-out evaluation of the network pipeline (prints the tables quoted in the README).
+
+.venv/bin/python Testing/bench/evaluate_pipeline.py phantoms [N]     # synthetic, seeds 100000+
+.venv/bin/python Testing/bench/evaluate_pipeline.py real             # ../shared/data/real/vertebrae_t2
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from SpineLocalizerLib.networks.evaluation import dump, evaluate_phantoms, evaluate_real_case, summarise
+
+REAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real" / "vertebrae_t2"
+
+
+def main() -> None:
+    mode = sys.argv[1] if len(sys.argv) > 1 else "phantoms"
+    t = time.perf_counter()
+    if mode == "phantoms":
+        n = int(sys.argv[2]) if len(sys.argv) > 2 else 100
+        rows = evaluate_phantoms(n)
+        dump(rows, Path("out/eval_pipeline_phantoms.json"))
+        s = summarise(rows)
+        print(
+            f"{s['cases']} held-out phantoms (seeds 100000+, half 3D localizers, half sagittal multi-slice), {time.perf_counter() - t:.0f} s"
+        )
+        print("| metric | ours | LVP (paper) |")
+        print("| --- | --- | --- |")
+        print(f"| spine localization Dice | {s['spine_dice_mean']:.3f} | 0.93 |")
+        print(f"| disc segmentation Dice | {s['disc_dice_mean']:.3f} | 0.92 |")
+        print(f"| identification rate (T12-L1 .. lumbosacral) | {s['identification_rate']:.3f} | 0.90 |")
+        print(
+            f"| plane normal error, median / p95 (deg) | {s['normal_error_median_deg']:.2f} / {s['normal_error_p95_deg']:.2f} | - |"
+        )
+        print(f"| lumbar count correct | {s['lumbar_count_correct']:.3f} | - |")
+        for kind in ("localizer", "sagittal_stack"):
+            sub = [r for r in rows if r["input"] == kind]
+            if sub:
+                k = summarise(sub)
+                print(
+                    f"  {kind}: spine {k['spine_dice_mean']:.3f}, discs {k['disc_dice_mean']:.3f}, id {k['identification_rate']:.3f}, normal {k['normal_error_median_deg']:.2f} deg"
+                )
+    else:
+        if not REAL.exists():
+            sys.exit(f"real data not found at {REAL}")
+        rows = []
+        for image in sorted(REAL.glob("*_image.nii.gz")):
+            r = evaluate_real_case(image, image.with_name(image.name.replace("_image", "_vertebrae")))
+            rows.append(r)
+            print(
+                f"{r['case']}: {r['correct']}/{r['reference_discs']} identified, predicted {r['predicted']}, normal errors {[round(e, 1) for e in r['normal_errors_deg']]}",
+                flush=True,
+            )
+        dump(rows, Path("out/eval_pipeline_real.json"))
+        s = summarise(rows)
+        print(
+            f"real vertebrae_t2 ({s['cases']} cases, resampled to 4 mm x 1.5 mm sagittal): identification {s['identification_rate']:.3f}, "
+            f"normal error median {s['normal_error_median_deg']:.2f} deg, p95 {s['normal_error_p95_deg']:.2f} deg"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""The network pipeline end to end with the shipped weights: accuracy on a held-out phantom, bad inputs."""
+
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from SpineLocalizerLib.cli import main as localizer_main
+from SpineLocalizerLib.networks.evaluation import evaluate_phantom
+from SpineLocalizerLib.volume_io import Volume, read_volume, write_volume
+
+
+@pytest.mark.parametrize("case", [0, 1])  # 0: 3D localizer, 1: sagittal multi-slice localizer
+def test_held_out_phantom_is_segmented_and_labelled(tmp_path, case):
+    row = evaluate_phantom(case, tmp_path)  # evaluation seeds start at 100000, never trained on
+    assert row["spine_dice"] > 0.85, row
+    assert row["disc_dice"] > 0.8, row
+    assert row["correct"] >= row["reference_discs"] - 1, row
+    assert np.median(row["normal_errors_deg"]) < 3.0, row
+
+
+def test_cli_network_plan_writes_discs_on_the_input_grid(phantoms, tmp_path):
+    folder, truth = phantoms.get(100_004)
+    image = folder / truth["files"]["localizer"]
+    out = tmp_path / "plan"
+    assert localizer_main(["plan", str(image), "--out", str(out)]) == 0
+    plan = json.loads((out / "plan.json").read_text())
+    discs = read_volume(out / "discs.nii.gz")
+    assert discs.same_grid(read_volume(image))
+    present = set(np.unique(discs.array).tolist()) - {0}
+    assert {d["value"] for d in plan["discs"]} <= present
+    assert (out / "spine.nii.gz").exists() and (out / "overview.png").exists()
+    assert plan["timings_s"]["total"] > 0 and "network_localize_and_label" in plan["timings_s"]
+
+
+def _write(tmp_path, name, array, spacing=(2.0, 2.0, 2.0)):
+    path = tmp_path / name
+    write_volume(Volume(array, spacing, np.zeros(3), np.eye(3)), path)
+    return str(path)
+
+
+def test_no_spine_gives_no_confident_plan_and_no_files(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    inputs = {
+        "noise": rng.normal(100, 30, size=(120, 120, 160)).astype(np.float32),
+        "empty": np.zeros((120, 120, 160), dtype=np.float32),
+        "head": (np.linalg.norm(np.indices((120, 120, 160)).T - [80, 60, 60], axis=-1).T < 45).astype(np.float32) * 500,
+    }
+    for name, array in inputs.items():
+        out = tmp_path / f"out_{name}"
+        assert localizer_main(["plan", _write(tmp_path, f"{name}.nii.gz", array), "--out", str(out)]) == 1
+        err = capsys.readouterr().err
+        assert "no confident plan" in err and "quality factor 0.00" in err, (name, err)
+        assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "kind,message",
+    [("nan", "NaN"), ("spacing", "not plausible"), ("slice", "3D volume is needed")],
+)
+def test_broken_images_get_a_clear_error(tmp_path, capsys, kind, message):
+    array = np.ones((60, 60, 60), dtype=np.float32)
+    spacing = (2.0, 2.0, 2.0)
+    if kind == "nan":
+        array[10, 10, 10] = np.nan
+    elif kind == "spacing":
+        spacing = (200.0, 2.0, 2.0)
+    if kind == "slice":
+        path = tmp_path / "slice.nii.gz"
+        sitk.WriteImage(sitk.GetImageFromArray(array[0]), str(path))
+        path = str(path)
+    else:
+        path = _write(tmp_path, f"{kind}.nii.gz", array, spacing)
+    out = tmp_path / "out"
+    assert localizer_main(["plan", path, "--out", str(out)]) == 1
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_dicom_series_folder_reads_with_its_geometry(phantoms, tmp_path):
+    folder, truth = phantoms.get(3)
+    vol = read_volume(folder / truth["files"]["localizer"])
+    image = sitk.ReadImage(str(folder / truth["files"]["localizer"]))
+    dicom = tmp_path / "dicom"
+    dicom.mkdir()
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    direction = image.GetDirection()
+    for k in range(image.GetDepth()):
+        sl = image[:, :, k]
+        sl = sitk.JoinSeries(sl)
+        origin = image.TransformIndexToPhysicalPoint((0, 0, k))
+        tags = {
+            "0020|000e": "1.2.826.0.1.3680043.2.1125.1.42",
+            "0020|0013": str(k + 1),
+            "0020|0032": "\\".join(f"{v:.6f}" for v in origin),
+            "0020|0037": "\\".join(
+                f"{v:.6f}" for v in (direction[0], direction[3], direction[6], direction[1], direction[4], direction[7])
+            ),
+            "0008|0060": "MR",
+        }
+        for tag, value in tags.items():
+            sl.SetMetaData(tag, value)
+        writer.SetFileName(str(dicom / f"slice{k:03d}.dcm"))
+        writer.Execute(sl)
+    back = read_volume(dicom)
+    assert back.array.shape == vol.array.shape
+    assert np.allclose(back.direction, vol.direction, atol=1e-4)
+    assert np.allclose(back.origin, vol.origin, atol=1e-3)
+    assert np.allclose(back.array, vol.array)
+
+
+def test_folder_without_dicom_is_explained(tmp_path):
+    with pytest.raises(ValueError, match="without a DICOM series"):
+        read_volume(tmp_path)
