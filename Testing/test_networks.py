@@ -6,7 +6,6 @@ import shutil
 import numpy as np
 import pytest
 import torch
-
 from SpineLocalizerLib.networks import ModelError
 from SpineLocalizerLib.networks import data as D
 from SpineLocalizerLib.networks import train as T

@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from SpineLocalizerLib.cli import main as localizer_main
 from SpineLocalizerLib.networks.evaluation import evaluate_phantom
 from SpineLocalizerLib.volume_io import Volume, read_volume, write_volume

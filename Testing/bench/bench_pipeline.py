@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from SpineLocalizerLib.networks.infer import load_model, prepare_input, run_pipeline
 from SpineLocalizerLib.phantom.generate import generate_case
 from SpineLocalizerLib.phantom.params import sample_params
