@@ -1,0 +1,271 @@
+"""MRML logic of SpineLocalizer: the plan as editable markups, a live scan-parameter table, manual edits kept.
+
+Every node this logic creates carries attributes under `SpinePlanner.`: its role (axial / sagittal / coronal /
+band), level, source (`ai` or `manual`) and the AI geometry (LPS JSON), so a re-run of the AI can update AI
+planes, leave manual edits alone, and "Reset to AI" can restore a plane.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from .scene import lps_to_ras, plane_geometry_lps, ras_to_lps, set_plane_lps
+
+ATTR = "SpinePlanner."
+TABLE_NAME = "Scan parameters"
+COLUMNS = (
+    "Plane",
+    "Source",
+    "Center LPS (mm)",
+    "Normal LPS",
+    "Angle to axial (deg)",
+    "Slices",
+    "Thickness (mm)",
+    "Quality",
+)
+AI_GOOD, AI_CHECK, MANUAL = (0.35, 1.0, 0.35), (1.0, 0.3, 0.3), (1.0, 0.8, 0.2)
+
+
+def _fmt(v) -> str:
+    return " ".join(f"{x:.1f}" for x in v)
+
+
+class PlanSceneLogic:
+    """Creates and keeps in sync the plan nodes of one scene."""
+
+    def __init__(self, scene):
+        self.scene = scene
+        self._observed: dict[str, tuple[Any, int]] = {}
+        self._last: dict[str, dict] = {}
+        self._updating = False
+        self.quality = None
+
+    # ------------------------------------------------------------------------------------------ nodes
+
+    def _node(self, cls: str, name: str):
+        for node in self._plan_nodes():
+            if node.GetName() == name and node.IsA(cls):
+                return node, False
+        node = self.scene.AddNewNodeByClass(cls, name)
+        node.SetAttribute(ATTR + "managed", "1")
+        return node, True
+
+    def _plan_nodes(self) -> list:
+        out = []
+        for i in range(self.scene.GetNumberOfNodes()):
+            n = self.scene.GetNthNode(i)
+            if n.GetAttribute(ATTR + "managed") == "1":
+                out.append(n)
+        return out
+
+    def planes(self) -> dict[str, Any]:
+        return {n.GetName(): n for n in self._plan_nodes() if n.IsA("vtkMRMLMarkupsPlaneNode")}
+
+    def table(self):
+        return self._node("vtkMRMLTableNode", TABLE_NAME)[0]
+
+    # ------------------------------------------------------------------------------------------ loading
+
+    def load_plan(self, plan: dict[str, Any], *, overwrite_manual: bool = False) -> dict[str, str]:
+        """Create or update every plane and band; returns name -> what happened ('created', 'updated', 'kept manual')."""
+        self.quality = plan["quality"]
+        colour = AI_GOOD if not plan["quality"]["needs_review"] else AI_CHECK
+        report = {}
+        self._updating = True
+        try:
+            for disc in plan["discs"]:
+                g = disc["slice_group"]
+                report[f"{disc['label']} axial"] = self._place_plane(
+                    f"{disc['label']} axial",
+                    "axial",
+                    disc["label"],
+                    disc["scan_center_lps"],
+                    disc["normal_lps"],
+                    g["x_axis_lps"],
+                    g["fov_mm"],
+                    {"n_slices": g["n_slices"], "thickness_mm": g["thickness_mm"], "gap_mm": g["gap_mm"]},
+                    colour,
+                    overwrite_manual,
+                )
+            for key in ("sagittal", "coronal"):
+                slab = plan[key]
+                report[key] = self._place_plane(
+                    key,
+                    key,
+                    "",
+                    slab["center_lps"],
+                    slab["normal_lps"],
+                    slab["x_axis_lps"],
+                    slab["fov_mm"],
+                    {"n_slices": slab["n_slices"], "thickness_mm": slab["thickness_mm"], "gap_mm": slab["gap_mm"]},
+                    (0.4, 0.7, 1.0),
+                    overwrite_manual,
+                )
+            for band in plan["saturation_bands"]:
+                report[band["name"]] = self._place_band(band, overwrite_manual)
+            self._disc_fiducials(plan)
+        finally:
+            self._updating = False
+        self.update_table()
+        return report
+
+    def _place_plane(self, name, role, level, center, normal, x_axis, fov, protocol, colour, overwrite_manual) -> str:
+        node, created = self._node("vtkMRMLMarkupsPlaneNode", name)
+        ai = {
+            "center": list(map(float, center)),
+            "normal": list(map(float, normal)),
+            "x_axis": list(map(float, x_axis)),
+            "size": list(map(float, fov)),
+        }
+        node.SetAttribute(ATTR + "role", role)
+        node.SetAttribute(ATTR + "level", level)
+        node.SetAttribute(ATTR + "ai", json.dumps(ai))
+        node.SetAttribute(ATTR + "protocol", json.dumps(protocol))
+        if not created and node.GetAttribute(ATTR + "source") == "manual" and not overwrite_manual:
+            return "kept manual"
+        set_plane_lps(node, center, normal, x_axis, fov)
+        node.SetAttribute(ATTR + "source", "ai")
+        display = node.GetDisplayNode()
+        if display is None:
+            node.CreateDefaultDisplayNodes()
+            display = node.GetDisplayNode()
+        if display is not None:
+            display.SetSelectedColor(*colour)
+            display.SetColor(*colour)
+            display.SetHandlesInteractive(True)
+            display.SetTranslationHandleVisibility(True)
+            display.SetRotationHandleVisibility(True)
+        self._observe(node)
+        self._last[name] = plane_geometry_lps(node)
+        return "created" if created else "updated"
+
+    def _place_band(self, band: dict, overwrite_manual: bool) -> str:
+        node, created = self._node("vtkMRMLMarkupsROINode", band["name"])
+        if not created and node.GetAttribute(ATTR + "source") == "manual" and not overwrite_manual:
+            return "kept manual"
+        n = np.asarray(band["normal_lps"], dtype=float)
+        x = np.asarray(band["x_axis_lps"], dtype=float)
+        y = np.cross(n, x)
+        import vtk
+
+        m = vtk.vtkMatrix4x4()
+        for col, axis in enumerate((x, y, n)):
+            for row, val in enumerate(lps_to_ras(axis)):
+                m.SetElement(row, col, float(val))
+        for row, val in enumerate(lps_to_ras(band["center_lps"])):
+            m.SetElement(row, 3, float(val))
+        node.SetAndObserveObjectToNodeMatrix(m)
+        node.SetCenter(0.0, 0.0, 0.0)
+        node.SetSize(*[float(s) for s in band["size_mm"]])
+        node.SetAttribute(ATTR + "role", "band")
+        node.SetAttribute(ATTR + "source", "ai")
+        node.SetAttribute(ATTR + "ai", json.dumps(band))
+        return "created" if created else "updated"
+
+    def _disc_fiducials(self, plan: dict) -> None:
+        node, _ = self._node("vtkMRMLMarkupsFiducialNode", "Disc labels")
+        node.RemoveAllControlPoints()
+        for disc in plan["discs"]:
+            i = node.AddControlPoint(*lps_to_ras(disc["centroid_lps"]))
+            node.SetNthControlPointLabel(i, disc["label"])
+        node.SetLocked(True)
+
+    # ------------------------------------------------------------------------------------------ edits
+
+    def _observe(self, node) -> None:
+        if node.GetID() in self._observed:
+            return
+        tag = node.AddObserver("ModifiedEvent", self._on_modified)
+        self._observed[node.GetID()] = (node, tag)
+
+    def _on_modified(self, node, _event=None) -> None:
+        if self._updating:
+            return
+        name = node.GetName()
+        geo = plane_geometry_lps(node)
+        last = self._last.get(name)
+        if (
+            last is not None
+            and np.allclose(geo["center"], last["center"], atol=1e-4)
+            and np.allclose(geo["normal"], last["normal"], atol=1e-6)
+        ):
+            return  # a display change, not a geometry change
+        self._last[name] = geo
+        if node.GetAttribute(ATTR + "source") != "manual":
+            node.SetAttribute(ATTR + "source", "manual")
+            display = node.GetDisplayNode()
+            if display is not None:
+                display.SetSelectedColor(*MANUAL)
+        self.update_table()
+
+    def reset_to_ai(self, name: str) -> None:
+        node = self.planes()[name]
+        ai = json.loads(node.GetAttribute(ATTR + "ai"))
+        self._updating = True
+        try:
+            set_plane_lps(node, ai["center"], ai["normal"], ai["x_axis"], ai["size"])
+            node.SetAttribute(ATTR + "source", "ai")
+            self._last[name] = plane_geometry_lps(node)
+        finally:
+            self._updating = False
+        self.update_table()
+
+    def current_plan_planes(self) -> dict[str, dict]:
+        """Name -> current (possibly edited) geometry in LPS, e.g. for reslicing along edited planes."""
+        out = {}
+        for name, node in self.planes().items():
+            geo = plane_geometry_lps(node)
+            out[name] = {
+                **{k: v.tolist() for k, v in geo.items()},
+                "source": node.GetAttribute(ATTR + "source"),
+                "protocol": json.loads(node.GetAttribute(ATTR + "protocol") or "{}"),
+            }
+        return out
+
+    # ------------------------------------------------------------------------------------------ table
+
+    def update_table(self) -> None:
+        import vtk
+
+        table_node = self.table()
+        t = table_node.GetTable()
+        t.Initialize()
+        cols = []
+        for name in COLUMNS:
+            arr = vtk.vtkStringArray()
+            arr.SetName(name)
+            t.AddColumn(arr)
+            cols.append(arr)
+        qf = "" if self.quality is None else f"{self.quality['quality_factor']:.2f}"
+        for name, geo in self.current_plan_planes().items():
+            angle = float(np.degrees(np.arccos(np.clip(abs(geo["normal"][2]), -1, 1))))
+            values = (
+                name,
+                geo["source"] or "ai",
+                _fmt(geo["center"]),
+                " ".join(f"{x:.3f}" for x in geo["normal"]),
+                f"{angle:.1f}",
+                str(geo["protocol"].get("n_slices", "")),
+                str(geo["protocol"].get("thickness_mm", "")),
+                qf,
+            )
+            for arr, v in zip(cols, values):
+                arr.InsertNextValue(v)
+        t.Modified()
+        table_node.Modified()
+
+    def table_rows(self) -> list[dict[str, str]]:
+        t = self.table().GetTable()
+        return [
+            {t.GetColumnName(c): t.GetValue(r, c).ToString() for c in range(t.GetNumberOfColumns())}
+            for r in range(t.GetNumberOfRows())
+        ]
+
+
+def node_center_lps(node) -> np.ndarray:
+    c = [0.0] * 3
+    node.GetCenterWorld(c)
+    return ras_to_lps(c)

@@ -1,0 +1,70 @@
+"""MRML logic of the teaching mode: check a trainee's plane, log every attempt in a table that can be exported."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from .planning.teaching import PlaneScore, score_plane
+from .scene import plane_geometry_lps
+
+TABLE_NAME = "Teaching attempts"
+COLUMNS = ("Time", "Trainee", "Level", "Reference", "Offset angle (deg)", "Centre distance (mm)", "Passed", "Advice")
+
+
+class TeachingSceneLogic:
+    def __init__(self, scene, *, max_angle_deg: float = 3.0, max_distance_mm: float = 5.0):
+        self.scene = scene
+        self.max_angle_deg = max_angle_deg
+        self.max_distance_mm = max_distance_mm
+
+    def table(self):
+        import vtk
+
+        node = self.scene.GetFirstNodeByName(TABLE_NAME)
+        if node is None:
+            node = self.scene.AddNewNodeByClass("vtkMRMLTableNode", TABLE_NAME)
+            for name in COLUMNS:
+                arr = vtk.vtkStringArray()
+                arr.SetName(name)
+                node.GetTable().AddColumn(arr)
+        return node
+
+    def check(self, trainee_plane, reference: dict, *, trainee: str, level: str, reference_name: str) -> PlaneScore:
+        """`reference`: {'center', 'normal', 'posterior'} in LPS (an AI plan disc or an expert's plane)."""
+        geo = plane_geometry_lps(trainee_plane)
+        score = score_plane(
+            geo["center"],
+            geo["normal"],
+            reference["center"],
+            reference["normal"],
+            reference["posterior"],
+            max_angle_deg=self.max_angle_deg,
+            max_distance_mm=self.max_distance_mm,
+        )
+        table = self.table().GetTable()
+        values = (
+            time.strftime("%Y-%m-%d %H:%M:%S"),
+            trainee,
+            level,
+            reference_name,
+            f"{score.offset_angle_deg:.2f}",
+            f"{score.center_distance_mm:.2f}",
+            "yes" if score.passed else "no",
+            score.advice,
+        )
+        for c, v in enumerate(values):
+            table.GetColumn(c).InsertNextValue(v)
+        table.Modified()
+        self.table().Modified()
+        return score
+
+    def export_csv(self, path: str | Path) -> None:
+        from slicer import vtkMRMLTableStorageNode
+
+        storage = vtkMRMLTableStorageNode()
+        self.scene.AddNode(storage)
+        storage.SetFileName(str(path))
+        if not storage.WriteData(self.table()):
+            raise OSError(f"could not write {path}")
+        self.scene.RemoveNode(storage)

@@ -1,0 +1,130 @@
+"""MRML logic on a real slicer-core scene: plan nodes, live table, manual edits kept, teaching, .mrb round trip."""
+
+import copy
+import json
+
+import numpy as np
+import pytest
+
+slicer = pytest.importorskip("slicer", reason="slicer-core is a pinned dependency; install requirements.txt")
+
+from SpineLocalizerLib.planning.plan import build_plan  # noqa: E402
+from SpineLocalizerLib.scene import load_mrb, lps_to_ras, plane_geometry_lps, save_mrb, set_plane_lps  # noqa: E402
+from SpineLocalizerLib.scene_plan import PlanSceneLogic  # noqa: E402
+from SpineLocalizerLib.scene_teaching import TeachingSceneLogic  # noqa: E402
+from SpineLocalizerLib.volume_io import read_volume  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def plan(phantoms):
+    folder, truth = phantoms.get(32, lumbar_count=5)
+    plan, _ = build_plan(read_volume(folder / truth["files"]["disc_labels"]), lumbar_count=5)
+    return plan
+
+
+def test_plan_nodes_carry_the_plan_geometry_in_ras(plan):
+    scene = slicer.vtkMRMLScene()
+    logic = PlanSceneLogic(scene)
+    report = logic.load_plan(plan)
+    assert set(report.values()) == {"created"}
+    planes = logic.planes()
+    assert len(planes) == len(plan["discs"]) + 2
+    disc = plan["discs"][3]
+    node = planes[f"{disc['label']} axial"]
+    ras = [0.0] * 3
+    node.GetCenterWorld(ras)
+    assert np.allclose(ras, lps_to_ras(disc["scan_center_lps"]))
+    assert np.allclose(node.GetSize()[:2], disc["slice_group"]["fov_mm"])
+    band = scene.GetFirstNodeByName(plan["saturation_bands"][0]["name"])
+    assert band.IsA("vtkMRMLMarkupsROINode") and band.GetSize()[2] == plan["saturation_bands"][0]["thickness_mm"]
+    rows = logic.table_rows()
+    assert len(rows) == len(planes) and {r["Source"] for r in rows} == {"ai"}
+    assert scene.GetFirstNodeByName("Disc labels").GetNumberOfControlPoints() == len(plan["discs"])
+
+
+def test_an_edit_updates_the_table_and_survives_a_rerun_until_reset(plan):
+    scene = slicer.vtkMRMLScene()
+    logic = PlanSceneLogic(scene)
+    logic.load_plan(plan)
+    disc = plan["discs"][2]
+    name = f"{disc['label']} axial"
+    node = logic.planes()[name]
+    moved = np.asarray(disc["scan_center_lps"]) + [0.0, 0.0, 4.0]
+    set_plane_lps(
+        node, moved, disc["normal_lps"], disc["slice_group"]["x_axis_lps"], disc["slice_group"]["fov_mm"]
+    )  # the user's drag
+    row = {r["Plane"]: r for r in logic.table_rows()}[name]
+    assert row["Source"] == "manual"
+    assert row["Center LPS (mm)"] == " ".join(f"{x:.1f}" for x in moved)
+    # Re-running the AI (here: a plan shifted by 2 mm) leaves the manual plane alone and updates the others.
+    rerun = copy.deepcopy(plan)
+    for d in rerun["discs"]:
+        d["scan_center_lps"] = (np.asarray(d["scan_center_lps"]) + [2.0, 0, 0]).tolist()
+    report = logic.load_plan(rerun)
+    assert report[name] == "kept manual"
+    assert all(v == "updated" for k, v in report.items() if k != name)
+    assert np.allclose(plane_geometry_lps(node)["center"], moved)
+    other = logic.planes()[f"{plan['discs'][0]['label']} axial"]
+    assert np.allclose(plane_geometry_lps(other)["center"], rerun["discs"][0]["scan_center_lps"])
+    logic.reset_to_ai(name)
+    assert np.allclose(plane_geometry_lps(node)["center"], rerun["discs"][2]["scan_center_lps"])
+    assert {r["Plane"]: r for r in logic.table_rows()}[name]["Source"] == "ai"
+    logic.load_plan(plan, overwrite_manual=True)
+    assert np.allclose(plane_geometry_lps(node)["center"], disc["scan_center_lps"])
+
+
+def test_teaching_scores_a_known_wrong_plane_and_logs_it(plan, tmp_path):
+    scene = slicer.vtkMRMLScene()
+    disc = plan["discs"][4]
+    n, post = np.asarray(disc["normal_lps"]), np.asarray(disc["posterior_lps"])
+    left = np.cross(post, n)
+    tilt = np.deg2rad(6.0)
+    wrong_n = np.cos(tilt) * n + np.sin(tilt) * post  # posterior edge lowered by 6 degrees
+    trainee = scene.AddNewNodeByClass("vtkMRMLMarkupsPlaneNode", "trainee")
+    set_plane_lps(trainee, np.asarray(disc["scan_center_lps"]) + 7.0 * n, wrong_n, left, (200, 200))
+    teach = TeachingSceneLogic(scene)
+    score = teach.check(
+        trainee,
+        {"center": disc["scan_center_lps"], "normal": n, "posterior": post},
+        trainee="novice",
+        level=disc["label"],
+        reference_name="AI",
+    )
+    assert score.offset_angle_deg == pytest.approx(6.0, abs=1e-3)
+    assert score.center_distance_mm == pytest.approx(7.0, abs=1e-3)
+    assert not score.passed
+    assert "too steep" in score.advice and "too cranial by 7.0 mm" in score.advice
+    good = scene.AddNewNodeByClass("vtkMRMLMarkupsPlaneNode", "good")
+    set_plane_lps(good, disc["scan_center_lps"], n, left, (200, 200))
+    assert teach.check(
+        good,
+        {"center": disc["scan_center_lps"], "normal": n, "posterior": post},
+        trainee="novice",
+        level=disc["label"],
+        reference_name="AI",
+    ).passed
+    teach.export_csv(tmp_path / "attempts.csv")
+    text = (tmp_path / "attempts.csv").read_text()
+    assert text.count("novice") == 2 and "too steep" in text
+
+
+def test_scene_with_plan_round_trips_through_mrb(plan, tmp_path):
+    scene = slicer.vtkMRMLScene()
+    logic = PlanSceneLogic(scene)
+    logic.load_plan(plan)
+    path = tmp_path / "plan.mrb"
+    save_mrb(scene, path)
+    back = load_mrb(path, tmp_path / "cache")
+    for name, node in logic.planes().items():
+        other = back.GetFirstNodeByName(name)
+        assert other is not None and other.GetAttribute("SpinePlanner.source") == "ai"
+        a, b = plane_geometry_lps(node), plane_geometry_lps(other)
+        assert np.allclose(a["center"], b["center"], atol=1e-4) and np.allclose(a["normal"], b["normal"], atol=1e-6)
+    table = back.GetFirstNodeByName("Scan parameters")
+    assert table.GetTable().GetNumberOfRows() == len(logic.planes())
+    assert (
+        json.loads(back.GetFirstNodeByName(f"{plan['discs'][0]['label']} axial").GetAttribute("SpinePlanner.ai"))[
+            "size"
+        ]
+        == plan["discs"][0]["slice_group"]["fov_mm"]
+    )
