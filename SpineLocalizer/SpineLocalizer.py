@@ -1,12 +1,12 @@
 """SpineLocalizer: automatic lumbar MRI scan planning in 3D Slicer.
 
 Thin Slicer layer: module metadata, the parameter node, and a widget whose buttons each call one logic method.
-All computation lives in SpineLocalizerLib (pure core, tested with pytest); scene handling in
-SpineLocalizerLib.scene (tested headless against slicer-core).
+Computation lives in SpineLocalizerLib (pure core, pytest); scene handling in SpineLocalizerLib.scene_* (tested
+headless against slicer-core). Torch is imported only when the AI is first run.
 """
 
 import tempfile
-from typing import Annotated
+from typing import Annotated, Optional
 
 import slicer
 from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
@@ -28,15 +28,21 @@ class SpineLocalizer(ScriptedLoadableModule):
         self.parent.contributors = ["SpinePlanner developers"]
         self.parent.helpText = (
             "Plans lumbar spine MRI from localizer images: one axial slice group per disc, sagittal and coronal "
-            "slabs and saturation bands, as editable markups."
+            "slabs and saturation bands, as editable planes. Drag a plane: the table follows and the plane is kept "
+            "as a manual edit when the AI runs again. Teaching: place a plane and press Check."
         )
-        self.parent.acknowledgementText = (
-            "Reproduces the planning steps of Lumbar VNet Pro (see the extension README for the citation)."
-        )
+        self.parent.acknowledgementText = "Reproduces the planning steps of Lumbar VNet Pro (see the extension README)."
 
 
 @parameterNodeWrapper
 class SpineLocalizerParameterNode:
+    inputVolume: slicer.vtkMRMLScalarVolumeNode
+    coronalVolume: Optional[slicer.vtkMRMLScalarVolumeNode]  # noqa: UP045 - parameterNodeWrapper needs Optional
+    highResVolume: Optional[slicer.vtkMRMLScalarVolumeNode]  # noqa: UP045
+    lumbarCount: Annotated[int, WithinRange(0, 6)] = 0  # 0: detect
+    overwriteManual: bool = False
+    traineeName: str = "trainee"
+    teachingLevel: str = "L4-L5"
     phantomSeed: Annotated[int, WithinRange(0, 1_000_000)] = 7
 
 
@@ -54,9 +60,50 @@ class SpineLocalizerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = self.logic or SpineLocalizerLogic()
-        self.ui.loadPhantomButton.connect("clicked(bool)", self.onLoadPhantom)
         self._parameterNode = self.logic.getParameterNode()
         self._parameterNode.connectGui(self.ui)
+        self.ui.runButton.connect("clicked(bool)", self.onRun)
+        self.ui.resetPlaneButton.connect("clicked(bool)", self.onResetPlane)
+        self.ui.showSlicesButton.connect("clicked(bool)", self.onShowSlices)
+        self.ui.generateAxialButton.connect("clicked(bool)", self.onGenerateAxial)
+        self.ui.newTraineePlaneButton.connect("clicked(bool)", self.onNewTraineePlane)
+        self.ui.checkButton.connect("clicked(bool)", self.onCheck)
+        self.ui.exportAttemptsButton.connect("clicked(bool)", self.onExportAttempts)
+        self.ui.loadPhantomButton.connect("clicked(bool)", self.onLoadPhantom)
+
+    def onRun(self):
+        with slicer.util.tryWithErrorDisplay("Planning failed.", waitCursor=True):
+            message = self.logic.runAI(self._parameterNode)
+            self.ui.statusLabel.text = message
+
+    def onResetPlane(self):
+        with slicer.util.tryWithErrorDisplay("Could not reset the plane.", waitCursor=True):
+            self.logic.resetPlane(self.ui.planeSelector.currentNode())
+
+    def onShowSlices(self):
+        with slicer.util.tryWithErrorDisplay("Could not show the plane in the slice views."):
+            self.logic.showSlices(self.ui.planeSelector.currentNode())
+
+    def onGenerateAxial(self):
+        with slicer.util.tryWithErrorDisplay("Could not generate axial images.", waitCursor=True):
+            self.logic.generateAxialImages(self._parameterNode.highResVolume)
+
+    def onNewTraineePlane(self):
+        with slicer.util.tryWithErrorDisplay("Could not create the trainee plane."):
+            self.logic.newTraineePlane(self._parameterNode.traineeName)
+
+    def onCheck(self):
+        with slicer.util.tryWithErrorDisplay("Could not check the plane."):
+            score = self.logic.checkTraineePlane(self._parameterNode, self.ui.referenceFileEdit.currentPath)
+            self.ui.teachingResultLabel.text = (
+                f"{'PASS' if score.passed else 'TRY AGAIN'}: {score.offset_angle_deg:.1f} deg, "
+                f"{score.center_distance_mm:.1f} mm. {score.advice}"
+            )
+
+    def onExportAttempts(self):
+        with slicer.util.tryWithErrorDisplay("Could not export the attempts."):
+            path = self.logic.exportAttempts(self.ui.attemptsFileEdit.currentPath)
+            self.ui.teachingResultLabel.text = f"Attempts written to {path}"
 
     def onLoadPhantom(self):
         with slicer.util.tryWithErrorDisplay("Could not create the sample phantom.", waitCursor=True):
@@ -64,8 +111,121 @@ class SpineLocalizerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
 
 class SpineLocalizerLogic(ScriptedLoadableModuleLogic):
+    def __init__(self):
+        ScriptedLoadableModuleLogic.__init__(self)
+        self._plan_logic = None
+        self._teaching = None
+        self.lastPlan = None
+
     def getParameterNode(self):
         return SpineLocalizerParameterNode(super().getParameterNode())
+
+    def planLogic(self):
+        from SpineLocalizerLib.scene_plan import PlanSceneLogic
+
+        if self._plan_logic is None or self._plan_logic.scene is not slicer.mrmlScene:
+            self._plan_logic = PlanSceneLogic(slicer.mrmlScene)
+        return self._plan_logic
+
+    def ensureTorch(self):
+        """PyTorch comes from Slicer's PyTorch extension; offer to install it on first use, never at import."""
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            return
+        try:
+            import PyTorchUtils
+        except ImportError as err:
+            raise RuntimeError(
+                "SpineLocalizer needs PyTorch: install the 'PyTorch' extension from the Extensions Manager and restart Slicer."
+            ) from err
+        if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True) is None:
+            raise RuntimeError("PyTorch was not installed; the AI planning cannot run.")
+
+    def runAI(self, p) -> str:
+        if p.inputVolume is None:
+            raise ValueError("Select the sagittal localizer volume first.")
+        self.ensureTorch()
+        from SpineLocalizerLib.networks.infer import run_pipeline
+        from SpineLocalizerLib.planning.plan import build_plan
+        from SpineLocalizerLib.scene_volumes import add_disc_segmentation, volume_from_node
+
+        images = [volume_from_node(p.inputVolume)] + ([volume_from_node(p.coronalVolume)] if p.coronalVolume else [])
+        result = run_pipeline(images, lumbar_count=p.lumbarCount or None)
+        discs = result.grid.as_volume(result.discs_canonical)
+        plan, _ = build_plan(discs, lumbar_count=result.lumbar_count, confidences=result.confidences)
+        report = self.planLogic().load_plan(plan, overwrite_manual=p.overwriteManual)
+        add_disc_segmentation(slicer.mrmlScene, discs, names={d["value"]: d["label"] for d in plan["discs"]})
+        self.lastPlan = plan
+        kept = [name for name, what in report.items() if what == "kept manual"]
+        return (
+            f"{len(plan['discs'])} discs, quality factor {plan['quality_factor']:.2f} ({plan['quality']['message']})"
+            + (f"; kept manual: {', '.join(kept)}" if kept else "")
+        )
+
+    def resetPlane(self, planeNode):
+        if planeNode is None:
+            raise ValueError("Select a plane.")
+        self.planLogic().reset_to_ai(planeNode.GetName())
+
+    def showSlices(self, planeNode):
+        from SpineLocalizerLib.scene_volumes import point_slice_at_plane
+
+        if planeNode is None:
+            raise ValueError("Select a plane.")
+        point_slice_at_plane(slicer.app.layoutManager().sliceWidget("Red").mrmlSliceNode(), planeNode)
+
+    def generateAxialImages(self, highResVolume):
+        from SpineLocalizerLib.scene_volumes import add_volume, reslice_current_planes, volume_from_node
+
+        if highResVolume is None:
+            raise ValueError("Select the high-resolution volume to reslice.")
+        for name, vol in reslice_current_planes(self.planLogic(), volume_from_node(highResVolume)).items():
+            add_volume(slicer.mrmlScene, vol, f"{name} images")
+
+    def newTraineePlane(self, trainee: str):
+        node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsPlaneNode", f"{trainee} plane")
+        slicer.modules.markups.logic().SetActiveList(node)
+        interaction = slicer.app.applicationLogic().GetInteractionNode()
+        interaction.SetCurrentInteractionMode(interaction.Place)
+
+    def checkTraineePlane(self, p, referencePath: str):
+        import json
+
+        from SpineLocalizerLib.scene_teaching import TeachingSceneLogic
+
+        trainee = slicer.mrmlScene.GetFirstNodeByName(f"{p.traineeName} plane")
+        if trainee is None:
+            raise ValueError("Place the trainee plane first ('New trainee plane').")
+        if referencePath:
+            discs = json.loads(open(referencePath).read())["discs"]
+            name = "expert"
+        elif self.lastPlan is not None:
+            discs, name = self.lastPlan["discs"], "AI"
+        else:
+            raise ValueError("Run the AI or choose an expert plan file as the reference.")
+        ref = next((d for d in discs if d["label"] == p.teachingLevel), None)
+        if ref is None:
+            raise ValueError(f"The reference has no {p.teachingLevel} plane.")
+        self._teaching = self._teaching or TeachingSceneLogic(slicer.mrmlScene)
+        return self._teaching.check(
+            trainee,
+            {"center": ref["scan_center_lps"], "normal": ref["normal_lps"], "posterior": ref["posterior_lps"]},
+            trainee=p.traineeName,
+            level=p.teachingLevel,
+            reference_name=name,
+        )
+
+    def exportAttempts(self, path: str) -> str:
+        from SpineLocalizerLib.scene_teaching import TeachingSceneLogic
+
+        if not path:
+            raise ValueError("Choose a CSV file name.")
+        self._teaching = self._teaching or TeachingSceneLogic(slicer.mrmlScene)
+        self._teaching.export_csv(path)
+        return path
 
     def loadPhantom(self, seed: int) -> None:
         """Generate a phantom case and load its localizer and label maps into the scene."""
@@ -73,13 +233,24 @@ class SpineLocalizerLogic(ScriptedLoadableModuleLogic):
         from SpineLocalizerLib.phantom.params import sample_params
 
         folder = tempfile.mkdtemp(prefix=f"SpinePhantom{seed}-")
-        truth = generate_case(sample_params(seed), folder, highres=False, stacks=False, overview=False)
+        truth = generate_case(sample_params(seed), folder, highres=True, stacks=False, overview=False)
         slicer.util.loadVolume(f"{folder}/{truth['files']['localizer']}")
+        slicer.util.loadVolume(f"{folder}/{truth['files']['highres']}")
         slicer.util.loadLabelVolume(f"{folder}/{truth['files']['disc_labels']}")
 
 
 class SpineLocalizerTest(ScriptedLoadableModuleTest):
     def runTest(self):
         slicer.mrmlScene.Clear()
-        SpineLocalizerLogic().loadPhantom(3)
-        self.assertGreaterEqual(len(slicer.util.getNodesByClass("vtkMRMLScalarVolumeNode")), 2)
+        self.test_phantom_and_plan_from_labels()
+
+    def test_phantom_and_plan_from_labels(self):
+        from SpineLocalizerLib.planning.plan import build_plan
+        from SpineLocalizerLib.scene_volumes import volume_from_node
+
+        logic = SpineLocalizerLogic()
+        logic.loadPhantom(3)
+        labels = slicer.util.getNodesByClass("vtkMRMLLabelMapVolumeNode")[0]
+        plan, _ = build_plan(volume_from_node(labels))
+        logic.planLogic().load_plan(plan)
+        self.assertEqual(len(logic.planLogic().planes()), len(plan["discs"]) + 2)

@@ -1,15 +1,21 @@
 """SpineMeasure: spine measurements, reader worksheets and agreement statistics in 3D Slicer.
 
-Thin Slicer layer over SpineMeasureLib (pure core) and its scene logic.
+Thin Slicer layer over SpineMeasureLib (pure core) and its scene logic (scene_worksheet, tested headless).
 """
 
+import json
+from typing import Optional
+
 import slicer
+from slicer.parameterNodeWrapper import parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
     ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
 )
+
+COLUMNS = ["level", "measurement", "value", "unit", "method", "flags", "status", "reason"]
 
 
 class SpineMeasure(ScriptedLoadableModule):
@@ -21,17 +27,26 @@ class SpineMeasure(ScriptedLoadableModule):
         self.parent.contributors = ["SpinePlanner developers"]
         self.parent.helpText = (
             "Measures disc and foraminal heights, psoas area, facet angles, canal and lateral recess dimensions, "
-            "herniation ratio and MSU class, and compares readers with Bland-Altman and ICC."
+            "herniation ratio and MSU class automatically from a label map, or from a reader's worksheet, and "
+            "compares readers with Bland-Altman and ICC."
         )
         self.parent.acknowledgementText = (
-            "Measurement definitions follow the LVP paper, Steurer et al. 2011 and Mysliwiec et al. 2010."
+            "Definitions: LVP paper, Steurer et al. 2011, Mysliwiec et al. 2010 (see docs/measurements.md)."
         )
+
+
+@parameterNodeWrapper
+class SpineMeasureParameterNode:
+    labelVolume: Optional[slicer.vtkMRMLLabelMapVolumeNode]  # noqa: UP045 - parameterNodeWrapper needs Optional
+    reader: str = "R1"
+    level: str = "L4-L5"
 
 
 class SpineMeasureWidget(ScriptedLoadableModuleWidget):
     def __init__(self, parent=None, logic=None):
         ScriptedLoadableModuleWidget.__init__(self, parent)
         self.logic = logic
+        self._parameterNode = None
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
@@ -40,12 +55,110 @@ class SpineMeasureWidget(ScriptedLoadableModuleWidget):
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self.logic = self.logic or SpineMeasureLogic()
+        self._parameterNode = self.logic.getParameterNode()
+        self._parameterNode.connectGui(self.ui)
+        self.ui.measureButton.connect("clicked(bool)", self.onMeasure)
+        self.ui.worksheetButton.connect("clicked(bool)", self.onWorksheet)
+        self.ui.readWorksheetButton.connect("clicked(bool)", self.onReadWorksheet)
+        self.ui.exportButton.connect("clicked(bool)", self.onExport)
+        self.ui.compareButton.connect("clicked(bool)", self.onCompare)
+
+    def onMeasure(self):
+        with slicer.util.tryWithErrorDisplay("Automatic measurement failed.", waitCursor=True):
+            self.ui.resultLabel.text = self.logic.measureAutomatically(self._parameterNode.labelVolume)
+
+    def onWorksheet(self):
+        with slicer.util.tryWithErrorDisplay("Could not create the worksheet."):
+            self.logic.createWorksheet(self._parameterNode.level, self._parameterNode.reader)
+
+    def onReadWorksheet(self):
+        with slicer.util.tryWithErrorDisplay("Could not read the worksheet."):
+            self.ui.resultLabel.text = self.logic.readWorksheet(self._parameterNode.reader)
+
+    def onExport(self):
+        with slicer.util.tryWithErrorDisplay("Could not export."):
+            self.logic.exportCsv(self.ui.exportPathEdit.currentPath)
+
+    def onCompare(self):
+        with slicer.util.tryWithErrorDisplay("Could not compare the two files.", waitCursor=True):
+            self.ui.resultLabel.text = self.logic.compare(
+                self.ui.firstCsvEdit.currentPath, self.ui.secondCsvEdit.currentPath
+            )
 
 
 class SpineMeasureLogic(ScriptedLoadableModuleLogic):
-    pass
+    def __init__(self):
+        ScriptedLoadableModuleLogic.__init__(self)
+        self.rows = []
+
+    def getParameterNode(self):
+        return SpineMeasureParameterNode(super().getParameterNode())
+
+    def _table(self, rows, name):
+        from dataclasses import asdict
+
+        from SpineLocalizerLib.scene_volumes import add_rows_table
+
+        return add_rows_table(slicer.mrmlScene, [asdict(r) for r in rows], name, COLUMNS)
+
+    def measureAutomatically(self, labelVolume) -> str:
+        from SpineLocalizerLib.scene_volumes import volume_from_node
+        from SpineMeasureLib.auto_mode import measure_plan
+        from SpineMeasureLib.validation import plan_for_labels
+
+        if labelVolume is None:
+            raise ValueError("Select the label map of the diagnostic images.")
+        labels = volume_from_node(labelVolume)
+        rows = measure_plan(labels, plan_for_labels(labels, None))
+        self.rows += rows
+        self._table(rows, "Measurements (auto)")
+        ok = sum(r.status == "ok" for r in rows)
+        return f"{ok} measurements, {len(rows) - ok} not measurable (see the table's reason column)"
+
+    def createWorksheet(self, level: str, reader: str) -> None:
+        from SpineMeasureLib.scene_worksheet import create_worksheet
+
+        create_worksheet(slicer.mrmlScene, level, reader)
+
+    def readWorksheet(self, reader: str) -> str:
+        from SpineMeasureLib.landmark_mode import measure_landmarks
+        from SpineMeasureLib.scene_worksheet import read_worksheet
+
+        rows = measure_landmarks(read_worksheet(slicer.mrmlScene, reader))
+        self.rows += rows
+        self._table(rows, f"Measurements ({reader})")
+        return f"{sum(r.status == 'ok' for r in rows)} measurements by {reader}"
+
+    def exportCsv(self, path: str) -> None:
+        from pathlib import Path
+
+        from SpineMeasureLib.results import write_results
+
+        if not path:
+            raise ValueError("Choose a folder to write measurements.csv and measurements.json into.")
+        write_results(self.rows, Path(path))
+
+    def compare(self, first: str, second: str) -> str:
+        import tempfile
+        from pathlib import Path
+
+        from SpineMeasureLib.agreement import agreement_table
+        from SpineMeasureLib.figures import bland_altman_png
+        from SpineMeasureLib.results import read_csv
+
+        a, b = read_csv(Path(first)), read_csv(Path(second))
+        table = agreement_table(a, b)
+        png = Path(tempfile.mkdtemp()) / "bland_altman.png"
+        bland_altman_png(a, b, png)
+        slicer.util.loadVolume(str(png), {"singleFile": True})
+        return json.dumps([{k: (round(v, 3) if isinstance(v, float) else v) for k, v in t.items()} for t in table])[
+            :2000
+        ]
 
 
 class SpineMeasureTest(ScriptedLoadableModuleTest):
     def runTest(self):
-        self.assertIsNotNone(SpineMeasureLogic())
+        slicer.mrmlScene.Clear()
+        logic = SpineMeasureLogic()
+        logic.createWorksheet("L4-L5", "R1")
+        self.assertIsNotNone(slicer.mrmlScene.GetFirstNodeByName("L4-L5 points (R1)"))

@@ -128,3 +128,28 @@ def test_scene_with_plan_round_trips_through_mrb(plan, tmp_path):
         ]
         == plan["discs"][0]["slice_group"]["fov_mm"]
     )
+
+
+def test_axial_images_follow_the_edited_plane(plan, phantoms):
+    from SpineLocalizerLib.scene_volumes import reslice_current_planes
+
+    folder, truth = phantoms.get(32, lumbar_count=5)
+    volume = read_volume(folder / truth["files"]["localizer"])
+    scene = slicer.vtkMRMLScene()
+    logic = PlanSceneLogic(scene)
+    logic.load_plan(plan)
+    disc = plan["discs"][1]
+    name = f"{disc['label']} axial"
+    tilted = np.asarray(disc["normal_lps"]) + 0.1 * np.asarray(disc["posterior_lps"])
+    set_plane_lps(
+        logic.planes()[name],
+        disc["scan_center_lps"],
+        tilted,
+        disc["slice_group"]["x_axis_lps"],
+        disc["slice_group"]["fov_mm"],
+    )
+    stacks = reslice_current_planes(logic, volume)
+    assert set(stacks) == {f"{d['label']} axial" for d in plan["discs"]}
+    stack = stacks[name]
+    assert np.allclose(stack.direction[:, 2], tilted / np.linalg.norm(tilted), atol=1e-6)
+    assert stack.array.shape[2] == disc["slice_group"]["n_slices"] and stack.array.any()

@@ -169,6 +169,33 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_scene(args) -> int:
+    import json
+    import tempfile
+
+    from .scene import save_mrb
+    from .scene_volumes import build_case_scene
+
+    try:
+        image = read_volume(args.image)
+        plan = json.loads(Path(args.plan).read_text())
+        discs = read_volume(args.discs) if args.discs else None
+        measurements = json.loads(Path(args.measurements).read_text()) if args.measurements else None
+    except (ValueError, FileNotFoundError, json.JSONDecodeError) as err:
+        print(f"spine-localizer scene: {err}", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as tmp:
+        scene, _ = build_case_scene(image, plan, discs, measurements, tmp)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        save_mrb(scene, args.out)
+        if args.screenshot:
+            from .scene_render import render_3d
+
+            render_3d(scene, args.screenshot)
+    print(f"wrote {args.out}: open it in 3D Slicer (File > Open Data)", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="spine-localizer", description="Lumbar MRI scan planning from localizers.")
     sub = ap.add_subparsers(dest="command", required=True)
@@ -191,6 +218,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True)
     r.add_argument("--labels", help="label map on the volume's grid, resliced with nearest neighbour")
     r.set_defaults(func=cmd_reslice)
+    sc = sub.add_parser("scene", help="bundle image, discs, plan and measurements into a Slicer scene (.mrb)")
+    sc.add_argument("--image", required=True)
+    sc.add_argument("--plan", required=True)
+    sc.add_argument("--discs", help="disc label map (becomes a segmentation)")
+    sc.add_argument("--measurements", help="measurements.json of spine-measure (becomes a table)")
+    sc.add_argument("--out", required=True, help="the .mrb file to write")
+    sc.add_argument("--screenshot", help="also render the plan in 3D (offscreen) into this PNG")
+    sc.set_defaults(func=cmd_scene)
     t = sub.add_parser("train", help="train a network on phantoms (and optionally your own image + label pairs)")
     t.add_argument(
         "--stage",

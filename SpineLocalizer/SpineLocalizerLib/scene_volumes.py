@@ -1,0 +1,172 @@
+"""MRML logic: volumes and segmentations from core `Volume`s (LPS) into a scene (RAS), and a scene bundle of a
+whole case (image, segmentation, plan, tables) that opens in 3D Slicer as a ready plan."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .labels import CODE_TO_VERTEBRA, DISC_CODE_OFFSET, is_disc_code
+from .scene import LPS_TO_RAS
+from .volume_io import Volume
+
+
+def _image_data(array: np.ndarray):
+    import vtk
+    from vtk.util import numpy_support
+
+    img = vtk.vtkImageData()
+    img.SetDimensions(*array.shape)
+    flat = np.ascontiguousarray(array.transpose(2, 1, 0)).ravel()  # VTK runs i fastest
+    img.GetPointData().SetScalars(numpy_support.numpy_to_vtk(flat, deep=True))
+    return img
+
+
+def _ijk_to_ras(volume: Volume):
+    import vtk
+
+    m = np.eye(4)
+    m[:3, :3] = LPS_TO_RAS @ volume.direction @ np.diag(volume.spacing)
+    m[:3, 3] = LPS_TO_RAS @ volume.origin
+    out = vtk.vtkMatrix4x4()
+    for r in range(4):
+        for c in range(4):
+            out.SetElement(r, c, float(m[r, c]))
+    return out
+
+
+def add_volume(scene, volume: Volume, name: str, *, labelmap: bool = False):
+    cls = "vtkMRMLLabelMapVolumeNode" if labelmap else "vtkMRMLScalarVolumeNode"
+    node = scene.AddNewNodeByClass(cls, name)
+    node.SetIJKToRASMatrix(_ijk_to_ras(volume))
+    node.SetAndObserveImageData(_image_data(volume.array))
+    node.CreateDefaultDisplayNodes()
+    return node
+
+
+def add_disc_segmentation(scene, discs: Volume, name: str = "Discs", names: dict[int, str] | None = None):
+    """One segment per disc code, named by level (e.g. 'L4-L5'; 'disc below T11' when the level is not given)."""
+    import slicer
+
+    label_node = add_volume(scene, discs, name + " labelmap", labelmap=True)
+    seg = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+    seg.CreateDefaultDisplayNodes()
+    if not slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(label_node, seg):
+        raise RuntimeError("could not convert the disc label map into a segmentation")
+    segmentation = seg.GetSegmentation()
+    for i in range(segmentation.GetNumberOfSegments()):
+        segment = segmentation.GetNthSegment(i)
+        code = segment.GetLabelValue()
+        if is_disc_code(code):
+            upper = CODE_TO_VERTEBRA.get(code - DISC_CODE_OFFSET, "?")
+            segment.SetName((names or {}).get(code, f"disc below {upper}"))
+    scene.RemoveNode(label_node)
+    return seg
+
+
+def add_rows_table(scene, rows: list[dict[str, Any]], name: str, columns: list[str]):
+    import vtk
+
+    node = scene.AddNewNodeByClass("vtkMRMLTableNode", name)
+    table = node.GetTable()
+    arrays = []
+    for col in columns:
+        arr = vtk.vtkStringArray()
+        arr.SetName(col)
+        table.AddColumn(arr)
+        arrays.append(arr)
+    for r in rows:
+        for arr, col in zip(arrays, columns):
+            value = r.get(col)
+            arr.InsertNextValue("" if value is None else (", ".join(value) if isinstance(value, list) else str(value)))
+    table.Modified()
+    return node
+
+
+def build_case_scene(
+    image: Volume, plan: dict, discs: Volume | None, measurements: list[dict] | None, cache_dir: str | Path
+):
+    """A scene holding the localizer, disc segmentation, plan nodes, scan and measurement tables."""
+    from .scene import new_scene
+    from .scene_plan import PlanSceneLogic
+
+    scene = new_scene(cache_dir)
+    add_volume(scene, image, "Localizer")
+    if discs is not None:
+        add_disc_segmentation(scene, discs, names={d["value"]: d["label"] for d in plan["discs"]})
+    logic = PlanSceneLogic(scene)
+    logic.load_plan(plan)
+    if measurements:
+        add_rows_table(
+            scene,
+            measurements,
+            "Measurements",
+            ["level", "measurement", "value", "unit", "method", "flags", "status", "reason"],
+        )
+    return scene, logic
+
+
+def volume_from_node(node) -> Volume:
+    """A core Volume (LPS, (i, j, k) array) from a scalar or label volume node."""
+    import vtk
+    from vtk.util import numpy_support
+
+    image = node.GetImageData()
+    if image is None:
+        raise ValueError(f"volume '{node.GetName()}' has no image data")
+    dims = image.GetDimensions()
+    array = (
+        numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())
+        .reshape(dims[2], dims[1], dims[0])
+        .transpose(2, 1, 0)
+    )
+    m = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(m)
+    ijk_to_ras = np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
+    axes = LPS_TO_RAS @ ijk_to_ras[:3, :3]
+    spacing = np.linalg.norm(axes, axis=0)
+    return Volume(array.copy(), tuple(float(s) for s in spacing), LPS_TO_RAS @ ijk_to_ras[:3, 3], axes / spacing)
+
+
+def point_slice_at_plane(slice_node, plane_node) -> None:
+    """Show a plane in a slice view ("Show slices"): the slice's normal and centre follow the plane."""
+    n, x, c = [0.0] * 3, [0.0] * 3, [0.0] * 3
+    plane_node.GetNormalWorld(n)
+    y, z = [0.0] * 3, [0.0] * 3
+    plane_node.GetAxesWorld(x, y, z)
+    plane_node.GetCenterWorld(c)
+    slice_node.SetSliceToRASByNTP(*n, *x, *c, 0)
+
+
+def reslice_current_planes(plan_logic, volume: Volume) -> dict[str, Volume]:
+    """Axial stacks along the current (possibly edited) axial planes of the scene."""
+    import SimpleITK as sitk
+
+    from .planning.axial_reslice import reslice_disc
+    from .volume_io import from_sitk
+
+    out = {}
+    for name, geo in plan_logic.current_plan_planes().items():
+        node = plan_logic.planes()[name]
+        if node.GetAttribute("SpinePlanner.role") != "axial":
+            continue
+        proto = geo["protocol"]
+        n_x = int(round(geo["size"][0] / 0.6))
+        disc = {
+            "normal_lps": geo["normal"],
+            "scan_center_lps": geo["center"],
+            "slice_group": {
+                "matrix": [n_x, int(round(geo["size"][1] / 0.6))],
+                "fov_mm": geo["size"],
+                "n_slices": proto.get("n_slices", 5),
+                "thickness_mm": proto.get("thickness_mm", 3.5),
+                "gap_mm": proto.get("gap_mm", 0.0),
+                "x_axis_lps": geo["x_axis"],
+                "y_axis_lps": np.cross(geo["normal"], geo["x_axis"]).tolist(),
+            },
+        }
+        image = reslice_disc(volume, disc)
+        out[name] = from_sitk(image) if isinstance(image, sitk.Image) else image
+    return out

@@ -1,0 +1,63 @@
+"""Reader worksheet and volume/slice helpers on a real slicer-core scene."""
+
+import numpy as np
+import pytest
+
+slicer = pytest.importorskip("slicer", reason="slicer-core is a pinned dependency; install requirements.txt")
+
+from SpineLocalizerLib.scene import set_plane_lps  # noqa: E402
+from SpineLocalizerLib.scene_volumes import add_volume, point_slice_at_plane, volume_from_node  # noqa: E402
+from SpineLocalizerLib.volume_io import Volume  # noqa: E402
+from SpineMeasureLib.landmark_mode import measure_landmarks  # noqa: E402
+from SpineMeasureLib.scene_worksheet import create_worksheet, place_point, read_worksheet, set_contour  # noqa: E402
+
+
+def test_worksheet_points_and_contours_give_reader_measurements():
+    scene = slicer.vtkMRMLScene()
+    sheet = create_worksheet(scene, "L4-L5", "R1")
+    place_point(sheet["points"], "disc_superior", [1.0, 2.0, 5.0])
+    place_point(sheet["points"], "disc_inferior", [1.0, 2.0, -4.0])
+    place_point(sheet["points"], "sac_anterior", [0.0, 11.0, 0.0])
+    place_point(sheet["points"], "sac_posterior", [0.0, 21.5, 0.0])
+    set_contour(sheet["curves"]["dural_sac"], [[-5, 11, 0], [5, 11, 0], [5, 21, 0], [-5, 21, 0]])
+    psoas = create_worksheet(scene, "L3", "R1")
+    set_contour(psoas["curves"]["psoas_left"], [[30, 0, 0], [50, 0, 0], [50, 30, 0], [30, 30, 0]])
+    landmarks = read_worksheet(scene, "R1")
+    assert landmarks["levels"]["L4-L5"]["points"]["disc_superior"] == pytest.approx([1.0, 2.0, 5.0])
+    rows = {(r.level, r.measurement): r for r in measure_landmarks(landmarks)}
+    assert rows[("L4-L5", "disc_height_mm")].value == pytest.approx(9.0)
+    assert rows[("L4-L5", "dural_sac_ap_mm")].value == pytest.approx(10.5)
+    assert rows[("L4-L5", "canal_area_mm2")].value == pytest.approx(100.0)
+    assert rows[("L3", "psoas_area_left_mm2")].value == pytest.approx(600.0)
+    assert rows[("L4-L5", "disc_height_mm")].method == "reader:R1"
+    assert read_worksheet(scene, "R2")["levels"] == {}  # readers do not see each other's points
+
+
+def test_volume_round_trip_through_a_node_keeps_lps_geometry():
+    scene = slicer.vtkMRMLScene()
+    rng = np.random.default_rng(0)
+    rot = np.linalg.qr(rng.normal(size=(3, 3)))[0]
+    rot *= np.sign(np.linalg.det(rot))
+    vol = Volume(
+        rng.integers(0, 100, size=(7, 9, 11)).astype(np.int16), (0.8, 1.2, 3.0), np.array([10.0, -20.0, 30.0]), rot
+    )
+    back = volume_from_node(add_volume(scene, vol, "v"))
+    assert np.array_equal(back.array, vol.array)
+    assert (
+        np.allclose(back.spacing, vol.spacing)
+        and np.allclose(back.origin, vol.origin)
+        and np.allclose(back.direction, vol.direction)
+    )
+
+
+def test_show_slices_points_a_slice_view_at_a_plane():
+    scene = slicer.vtkMRMLScene()
+    plane = scene.AddNewNodeByClass("vtkMRMLMarkupsPlaneNode", "p")
+    set_plane_lps(plane, [5.0, 6.0, 7.0], [0.0, 0.2, 1.0], [1.0, 0.0, 0.0], (100, 100))
+    slice_node = scene.AddNewNodeByClass("vtkMRMLSliceNode")
+    point_slice_at_plane(slice_node, plane)
+    m = slice_node.GetSliceToRAS()
+    normal = np.array([m.GetElement(r, 2) for r in range(3)])
+    center = np.array([m.GetElement(r, 3) for r in range(3)])
+    n_ras = np.array([0.0, -0.2, 1.0]) / np.linalg.norm([0.0, 0.2, 1.0])
+    assert np.allclose(normal, n_ras, atol=1e-6) and np.allclose(center, [-5.0, -6.0, 7.0])
