@@ -177,3 +177,16 @@ def load_mrb(path: str | Path, cache_dir: str | Path):
     if not scene.ReadFromMRB(str(path)):
         raise ValueError(f"{path}: could not be read as a Slicer scene bundle (.mrb)")
     return scene
+
+
+def string_columns(table, names) -> list:
+    """Add one vtkStringArray column per name to a vtkTable; returns the arrays in order."""
+    import vtk
+
+    arrays = []
+    for name in names:
+        arr = vtk.vtkStringArray()
+        arr.SetName(name)
+        table.AddColumn(arr)
+        arrays.append(arr)
+    return arrays

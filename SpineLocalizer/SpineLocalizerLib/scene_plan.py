@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .scene import lps_to_ras, plane_geometry_lps, ras_to_lps, set_plane_lps
+from .scene import lps_to_ras, plane_geometry_lps, ras_to_lps, set_plane_lps, string_columns
 
 ATTR = "SpinePlanner."
 TABLE_NAME = "Scan parameters"
@@ -228,17 +228,10 @@ class PlanSceneLogic:
     # ------------------------------------------------------------------------------------------ table
 
     def update_table(self) -> None:
-        import vtk
-
         table_node = self.table()
         t = table_node.GetTable()
         t.Initialize()
-        cols = []
-        for name in COLUMNS:
-            arr = vtk.vtkStringArray()
-            arr.SetName(name)
-            t.AddColumn(arr)
-            cols.append(arr)
+        cols = string_columns(t, COLUMNS)
         qf = "" if self.quality is None else f"{self.quality['quality_factor']:.2f}"
         for name, geo in self.current_plan_planes().items():
             angle = float(np.degrees(np.arccos(np.clip(abs(geo["normal"][2]), -1, 1))))

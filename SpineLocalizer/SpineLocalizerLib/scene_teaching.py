@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from .planning.teaching import PlaneScore, score_plane
-from .scene import plane_geometry_lps
+from .scene import plane_geometry_lps, string_columns
 
 TABLE_NAME = "Teaching attempts"
 COLUMNS = ("Time", "Trainee", "Level", "Reference", "Offset angle (deg)", "Centre distance (mm)", "Passed", "Advice")
@@ -19,15 +19,10 @@ class TeachingSceneLogic:
         self.max_distance_mm = max_distance_mm
 
     def table(self):
-        import vtk
-
         node = self.scene.GetFirstNodeByName(TABLE_NAME)
         if node is None:
             node = self.scene.AddNewNodeByClass("vtkMRMLTableNode", TABLE_NAME)
-            for name in COLUMNS:
-                arr = vtk.vtkStringArray()
-                arr.SetName(name)
-                node.GetTable().AddColumn(arr)
+            string_columns(node.GetTable(), COLUMNS)
         return node
 
     def check(self, trainee_plane, reference: dict, *, trainee: str, level: str, reference_name: str) -> PlaneScore:

@@ -67,16 +67,11 @@ def add_disc_segmentation(scene, discs: Volume, name: str = "Discs", names: dict
 
 
 def add_rows_table(scene, rows: list[dict[str, Any]], name: str, columns: list[str]):
-    import vtk
+    from .scene import string_columns
 
     node = scene.AddNewNodeByClass("vtkMRMLTableNode", name)
     table = node.GetTable()
-    arrays = []
-    for col in columns:
-        arr = vtk.vtkStringArray()
-        arr.SetName(col)
-        table.AddColumn(arr)
-        arrays.append(arr)
+    arrays = string_columns(table, columns)
     for r in rows:
         for arr, col in zip(arrays, columns):
             value = r.get(col)

@@ -46,92 +46,70 @@ def _matrix4(rot: np.ndarray, center) -> list[float]:
     return [float(v) for v in m.ravel()]
 
 
+def _markup(kind: str, name: str, center, rot: np.ndarray, color, description: str, fields: dict) -> dict:
+    """The fields every markups node shares, one control point at the centre, and the type's own `fields`."""
+    c = [float(v) for v in center]
+    orientation = [float(v) for v in rot.ravel()]
+    node = {
+        "type": kind,
+        "name": name,
+        "coordinateSystem": "LPS",
+        "coordinateUnits": "mm",
+        "locked": False,
+        "fixedNumberOfControlPoints": False,
+        "labelFormat": "%N-%d",
+        "lastUsedControlPointNumber": 1,
+        **fields,
+        "controlPoints": [
+            {
+                "id": "1",
+                "label": name,
+                "description": description,
+                "position": c,
+                "orientation": orientation,
+                "selected": True,
+                "locked": False,
+                "visibility": True,
+                "positionStatus": "defined",
+            }
+        ],
+        "measurements": [],
+        "display": _display(color),
+    }
+    return {"@schema": SCHEMA, "markups": [node]}
+
+
 def plane_markup(name: str, center, normal, x_axis, size_mm, *, color=(0.4, 1.0, 1.0), description: str = "") -> dict:
     rot = _axes(x_axis, normal)
     c = [float(v) for v in center]
-    return {
-        "@schema": SCHEMA,
-        "markups": [
-            {
-                "type": "Plane",
-                "name": name,
-                "coordinateSystem": "LPS",
-                "coordinateUnits": "mm",
-                "locked": False,
-                "fixedNumberOfControlPoints": False,
-                "labelFormat": "%N-%d",
-                "lastUsedControlPointNumber": 1,
-                "planeType": "pointNormal",
-                "sizeMode": "absolute",
-                "autoScalingFactor": 1.0,
-                "center": c,
-                "normal": [float(v) for v in rot[:, 2]],
-                # Slicer converts these matrices to RAS by flipping their first two rows only; writing objectToBase
-                # as that flip and baseToNode as the LPS axes yields exactly the LPS axes after loading.
-                "objectToBase": _matrix4(np.diag([-1.0, -1.0, 1.0]), [0.0, 0.0, 0.0]),
-                "baseToNode": _matrix4(rot, c),
-                "orientation": [float(v) for v in rot.ravel()],
-                "size": [float(size_mm[0]), float(size_mm[1]), 0.0],
-                "planeBounds": [-size_mm[0] / 2, size_mm[0] / 2, -size_mm[1] / 2, size_mm[1] / 2],
-                "controlPoints": [
-                    {
-                        "id": "1",
-                        "label": name,
-                        "description": description,
-                        "position": c,
-                        "orientation": [float(v) for v in rot.ravel()],
-                        "selected": True,
-                        "locked": False,
-                        "visibility": True,
-                        "positionStatus": "defined",
-                    }
-                ],
-                "measurements": [],
-                "display": _display(color),
-            }
-        ],
+    fields = {
+        "planeType": "pointNormal",
+        "sizeMode": "absolute",
+        "autoScalingFactor": 1.0,
+        "center": c,
+        "normal": [float(v) for v in rot[:, 2]],
+        # Slicer converts these matrices to RAS by flipping their first two rows only; writing objectToBase as that
+        # flip and baseToNode as the LPS axes yields exactly the LPS axes after loading.
+        "objectToBase": _matrix4(np.diag([-1.0, -1.0, 1.0]), [0.0, 0.0, 0.0]),
+        "baseToNode": _matrix4(rot, c),
+        "orientation": [float(v) for v in rot.ravel()],
+        "size": [float(size_mm[0]), float(size_mm[1]), 0.0],
+        "planeBounds": [-size_mm[0] / 2, size_mm[0] / 2, -size_mm[1] / 2, size_mm[1] / 2],
     }
+    return _markup("Plane", name, c, rot, color, description, fields)
 
 
 def roi_markup(name: str, center, normal, x_axis, size_mm, *, color=(1.0, 0.85, 0.2), description: str = "") -> dict:
     """An oriented box; its local z axis is `normal`, so size_mm[2] is the thin (band) thickness."""
     rot = _axes(x_axis, normal)
-    c = [float(v) for v in center]
-    return {
-        "@schema": SCHEMA,
-        "markups": [
-            {
-                "type": "ROI",
-                "name": name,
-                "coordinateSystem": "LPS",
-                "coordinateUnits": "mm",
-                "locked": False,
-                "fixedNumberOfControlPoints": False,
-                "labelFormat": "%N-%d",
-                "lastUsedControlPointNumber": 1,
-                "roiType": "Box",
-                "center": c,
-                "orientation": [float(v) for v in rot.ravel()],
-                "size": [float(s) for s in size_mm],
-                "insideOut": False,
-                "controlPoints": [
-                    {
-                        "id": "1",
-                        "label": name,
-                        "description": description,
-                        "position": c,
-                        "orientation": [float(v) for v in rot.ravel()],
-                        "selected": True,
-                        "locked": False,
-                        "visibility": True,
-                        "positionStatus": "defined",
-                    }
-                ],
-                "measurements": [],
-                "display": _display(color),
-            }
-        ],
+    fields = {
+        "roiType": "Box",
+        "center": [float(v) for v in center],
+        "orientation": [float(v) for v in rot.ravel()],
+        "size": [float(s) for s in size_mm],
+        "insideOut": False,
     }
+    return _markup("ROI", name, center, rot, color, description, fields)
 
 
 def write_json(path: str | Path, content: dict) -> None:
