@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: venv demo test slow bench lint clean
+.PHONY: venv demo test slow bench evaluate lint clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found %s)" % sys.version.split()[0])'
@@ -19,11 +19,17 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(VENV)/bin/spine-phantom --seed 7 --out out/phantom
-	$(VENV)/bin/spine-localizer plan out/phantom/localizer.nii.gz --discs out/phantom/disc_labels.nii.gz --out out/plan
+	$(VENV)/bin/spine-localizer plan out/phantom/localizer.nii.gz --out out/plan
+	$(VENV)/bin/spine-localizer plan out/phantom/localizer.nii.gz --discs out/phantom/disc_labels.nii.gz --out out/plan_from_labels
 	$(VENV)/bin/spine-localizer reslice out/phantom/highres.nii.gz --plan out/plan/plan.json \
 		--labels out/phantom/highres_labels.nii.gz --out out/axial
-	@echo "Demo written under out/: phantom/overview.png (the phantom), plan/overview.png (the scan plan),"
-	@echo "plan/*.mrk.json (open in Slicer), axial/ (diagnostic axial stacks along the planned slice groups)."
+	$(VENV)/bin/spine-measure out/phantom/highres.nii.gz --labels out/phantom/highres_labels.nii.gz \
+		--reference-plan out/plan/plan.json --out out/measurements
+	$(VENV)/bin/spine-localizer scene --image out/phantom/localizer.nii.gz --plan out/plan/plan.json \
+		--discs out/plan/discs.nii.gz --measurements out/measurements/measurements.json \
+		--out out/demo.mrb --screenshot out/plan_3d.png
+	@echo "Demo written under out/ (see README): phantom/, plan/, plan_from_labels/, axial/, measurements/,"
+	@echo "demo.mrb (open in 3D Slicer) and plan_3d.png."
 
 test: $(STAMP)
 	$(PY) -m pytest -q
@@ -35,7 +41,12 @@ bench: $(STAMP)
 	$(PY) -m pip install --quiet --no-deps -r requirements-bench.txt
 	$(PY) Testing/bench/bench_pipeline.py
 	$(PY) Testing/bench/bench_phantom.py
+
+evaluate: $(STAMP)
 	$(PY) Testing/bench/evaluate_planning.py 60
+	$(PY) Testing/bench/evaluate_pipeline.py phantoms 100
+	$(PY) Testing/bench/evaluate_pipeline.py real
+	$(PY) Testing/bench/evaluate_measurements.py 30 0.8
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -118,13 +118,14 @@ def resample_to_localizer(
 
     from ..volume_io import from_sitk, to_sitk
 
-    image = to_sitk(volume)
     if not labels:
         # Average across the slice thickness before sampling, as a thick slice does.
+        from scipy import ndimage
+
         lr_axis = int(np.argmax(np.abs(volume.direction[0, :])))
-        sigma = [0.0, 0.0, 0.0]
-        sigma[lr_axis] = thick_mm / 2.355
-        image = sitk.SmoothingRecursiveGaussian(sitk.Cast(image, sitk.sitkFloat32), sigma)
+        size = max(1, int(round(thick_mm / volume.spacing[lr_axis])))
+        volume = Volume(ndimage.uniform_filter1d(volume.array.astype(np.float32), size, axis=lr_axis), volume.spacing, volume.origin, volume.direction)
+    image = to_sitk(volume)
     corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=float) * (
         np.array(volume.array.shape) - 1
     )
@@ -150,39 +151,57 @@ def resample_to_localizer(
     return from_sitk(out)
 
 
+def _endplate(labels: Volume, code: int, pts: np.ndarray, toward: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centre and normal of the endplate of body `code` that faces direction `toward`.
+
+    Surface voxels are those whose neighbour 1.5 mm along `toward` is outside the body; the central 70 % of them
+    (by distance from the body axis) avoid the rounded rims, and a plane is fitted to them (least variance).
+    """
+    probe = labels.world_to_index(pts + 1.5 * toward)
+    ijk = np.rint(probe).astype(int)
+    inside = np.all((ijk >= 0) & (ijk < labels.array.shape), axis=1)
+    outside = np.ones(len(pts), dtype=bool)
+    outside[inside] = labels.array[tuple(ijk[inside].T)] != code
+    surf = pts[outside & (((pts - pts.mean(axis=0)) @ toward) > 0)]
+    radial = surf - surf.mean(axis=0)
+    radial -= np.outer(radial @ toward, toward)
+    r = np.linalg.norm(radial, axis=1)
+    core = surf[r <= np.percentile(r, 70)]
+    c = core.mean(axis=0)
+    _, vecs = np.linalg.eigh(np.cov((core - c).T))
+    n = vecs[:, 0]
+    return c, n * np.sign(n @ toward)
+
+
 def reference_discs_from_bodies(labels: Volume) -> dict[str, dict]:
     """Disc centres and normals between adjacent labelled vertebral bodies (shared/data/real README).
 
-    Centre: midpoint of the facing endplates (the mean of each body's 10 % of voxels nearest the other body along
-    their common axis); normal: mean of the two bodies' cranio-caudal principal axes.
+    Centre: midpoint of the two facing endplates; normal: mean of the two endplate normals (pointing cranially).
+    Endplate planes are fitted to the bodies' surfaces because the real body masks are too cube-like for their
+    principal axes to give the endplate orientation.
     """
     bodies = {}
     for code in np.unique(labels.array):
         name = CODE_TO_VERTEBRA.get(int(code))
-        if name is None:
-            continue
-        pts = labels.index_to_world(np.argwhere(labels.array == code))
-        if len(pts) < 200:
-            continue
-        c = pts.mean(axis=0)
-        w, v = np.linalg.eigh(np.cov((pts - c).T))
-        axis = v[:, int(np.argmax(np.abs(v[2, :])))]
-        axis = axis * np.sign(axis[2])
-        bodies[name] = (pts, c, axis)
+        if name is not None:
+            pts = labels.index_to_world(np.argwhere(labels.array == code))
+            if len(pts) >= 200:
+                bodies[name] = (int(code), pts)
     order = ["T11", "T12", "L1", "L2", "L3", "L4", "L5"]
     out = {}
     for upper, lower in zip(order[:-1], order[1:]):
         if upper not in bodies or lower not in bodies:
             continue
-        pu, cu, au = bodies[upper]
-        pl, cl, al = bodies[lower]
-        axis = au + al
-        axis /= np.linalg.norm(axis)
-        hu = (pu - cu) @ axis
-        hl = (pl - cl) @ axis
-        low_face = pu[hu <= np.percentile(hu, 10)].mean(axis=0)
-        up_face = pl[hl >= np.percentile(hl, 90)].mean(axis=0)
-        out[f"{upper}-{lower}"] = {"center": 0.5 * (low_face + up_face), "normal": axis, "code": disc_code(upper)}
+        (cu, pu), (cl, pl) = bodies[upper], bodies[lower]
+        down = pl.mean(axis=0) - pu.mean(axis=0)
+        down /= np.linalg.norm(down)
+        c_up, n_up = _endplate(labels, cu, pu, down)
+        c_lo, n_lo = _endplate(labels, cl, pl, -down)
+        normal = n_lo - n_up  # both turned to point cranially
+        normal /= np.linalg.norm(normal)
+        if normal[2] < 0:
+            normal = -normal
+        out[f"{upper}-{lower}"] = {"center": 0.5 * (c_up + c_lo), "normal": normal, "code": disc_code(upper)}
     return out
 
 
