@@ -95,6 +95,9 @@ def prepare_input(images: list[Volume]) -> tuple[np.ndarray, CanonicalGrid]:
                 f"voxel spacing {tuple(np.round(sp, 3))} mm is not plausible for MRI (0.05-20 mm expected)"
             )
     grid = canonical_grid_for(images[0])
+    if len(images) == 1:
+        arr, _ = to_canonical(images[0], grid)
+        return D.normalise(arr), grid
     acc = np.zeros(grid.size, dtype=np.float32)
     weight = np.zeros(grid.size, dtype=np.float32)
     for vol in images:
@@ -132,24 +135,28 @@ def run_pipeline(
         return PipelineResult(empty, empty, grid, {}, lumbar_count or 5, timings, "no spine found in the image")
     sizes = ndimage.sum(spine4, spine_lab, range(1, n + 1))
     spine4 = spine_lab == (1 + int(np.argmax(sizes)))
-    spine2 = np.kron(spine4, np.ones((2, 2, 2), dtype=bool))[: grid.size[0], : grid.size[1], : grid.size[2]]
-    spine2 = np.pad(spine2, [(0, g - s) for g, s in zip(grid.size, spine2.shape)])
-    if spine2.sum() * 8.0 < 20_000:  # less than ~one vertebra
-        return PipelineResult(
-            empty, spine2.astype(np.uint8), grid, {}, lumbar_count or 5, timings, "no spine found in the image"
-        )
-    idx = np.argwhere(spine2)
+    if spine4.sum() * 64.0 < 20_000:  # less than about one vertebra
+        return PipelineResult(empty, empty, grid, {}, lumbar_count or 5, timings, "no spine found in the image")
+    idx4 = np.argwhere(spine4)
     m = int(round(SPINE_MARGIN_MM / grid.spacing))
-    lo = np.maximum(idx.min(axis=0) - m, 0)
-    hi = np.minimum(idx.max(axis=0) + m + 1, grid.size)
+    lo = np.maximum(idx4.min(axis=0) * 2 - m, 0)
+    hi = np.minimum(idx4.max(axis=0) * 2 + 2 + m, grid.size)
     box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    spine2 = np.zeros(grid.size, dtype=np.uint8)
+    up = np.repeat(np.repeat(np.repeat(spine4, 2, axis=0), 2, axis=1), 2, axis=2)
+    sl = tuple(slice(0, min(a, b)) for a, b in zip(up.shape, grid.size))
+    spine2[sl] = up[sl]
+    # Heatmap candidates only matter on the spine: searching the box keeps stray peaks out and costs less.
+    box4 = tuple(slice(a // 2, (b + 1) // 2) for a, b in zip(lo, hi))
+    heat4 = heat4[(slice(None),) + box4]
+    offset4 = np.array([s.start for s in box4])
     timings["box"] = time.perf_counter() - t
     t = time.perf_counter()
     disc_logits = _run(disc_net, image2[box])
     prob = _softmax1(disc_logits)
     timings["discs"] = time.perf_counter() - t
     t = time.perf_counter()
-    discs_box, conf, count, message = label_discs(prob, heat4, box, grid, lumbar_count)
+    discs_box, conf, count, message = label_discs(prob, heat4, offset4, box, grid, lumbar_count)
     discs = np.zeros(grid.size, dtype=np.uint8)
     discs[box] = discs_box
     timings["labels"] = time.perf_counter() - t
@@ -228,7 +235,8 @@ def _match_sequence(cands, lumbar_count: int, template_scale: float = 1.0):
     return cost, chosen
 
 
-def label_discs(prob: np.ndarray, heat4: np.ndarray, box, grid: CanonicalGrid, lumbar_count: int | None):
+def label_discs(prob: np.ndarray, heat4: np.ndarray, offset4: np.ndarray, box, grid: CanonicalGrid, lumbar_count: int | None):
+    """Disc codes on the box from the disc probability and the heatmaps (cropped at `offset4`, 4 mm voxels)."""
     disc_mask = prob > 0.5
     comp, n = ndimage.label(disc_mask)
     out = np.zeros(disc_mask.shape, dtype=np.uint8)
@@ -250,7 +258,7 @@ def label_discs(prob: np.ndarray, heat4: np.ndarray, box, grid: CanonicalGrid, l
     confidences = {}
     used = set()
     for name, (pos4, h) in chosen.items():
-        p2 = pos4 * 2.0 + 0.5 - offset  # 4 mm voxel centre -> 2 mm voxel coordinates in the box
+        p2 = (pos4 + offset4) * 2.0 + 0.5 - offset  # 4 mm voxel centre -> 2 mm voxel coordinates in the box
         label = _component_at(comp, p2, sizes, used)
         if label is None:
             continue
