@@ -15,8 +15,6 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 
-COLUMNS = ["level", "measurement", "value", "unit", "method", "flags", "status", "reason"]
-
 
 class SpineMeasure(ScriptedLoadableModule):
     def __init__(self, parent):
@@ -95,11 +93,9 @@ class SpineMeasureLogic(ScriptedLoadableModuleLogic):
         return SpineMeasureParameterNode(super().getParameterNode())
 
     def _table(self, rows, name):
-        from dataclasses import asdict
+        from SpineMeasureLib.scene_results import add_results
 
-        from SpineLocalizerLib.scene_volumes import add_rows_table
-
-        return add_rows_table(slicer.mrmlScene, [asdict(r) for r in rows], name, COLUMNS)
+        return add_results(slicer.mrmlScene, rows, name)
 
     def measureAutomatically(self, labelVolume) -> str:
         from SpineLocalizerLib.scene_volumes import volume_from_node

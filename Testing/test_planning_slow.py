@@ -1,7 +1,6 @@
 """Planning accuracy on 50 varied phantoms (run with `make slow`; the numbers are in the README)."""
 
 import pytest
-
 from SpineLocalizerLib.planning.evaluation import evaluate, summary
 
 

@@ -61,3 +61,35 @@ def test_show_slices_points_a_slice_view_at_a_plane():
     center = np.array([m.GetElement(r, 3) for r in range(3)])
     n_ras = np.array([0.0, -0.2, 1.0]) / np.linalg.norm([0.0, 0.2, 1.0])
     assert np.allclose(normal, n_ras, atol=1e-6) and np.allclose(center, [-5.0, -6.0, 7.0])
+
+
+def test_results_become_a_table_and_inspectable_markups():
+    from SpineMeasureLib.catalogue import Thresholds
+    from SpineMeasureLib.results import make_row
+    from SpineMeasureLib.scene_results import add_results
+
+    scene = slicer.vtkMRMLScene()
+    rows = [
+        make_row(
+            "L4-L5",
+            "canal_diameter_mm",
+            12.0,
+            "auto",
+            {"disc_posterior_mid": [0, 10, 0], "posterior_arch": [0, 22, 0]},
+            Thresholds(),
+        ),
+        make_row(
+            "L4-L5",
+            "lateral_recess_depth_left_mm",
+            2.5,
+            "auto",
+            {"sap_tip_left": [10, 14, 0], "floor_left_a": [5, 10, 0], "floor_left_b": [15, 10, 0]},
+            Thresholds(),
+        ),
+    ]
+    out = add_results(scene, rows, "Measurements (auto)")
+    assert out["table"].GetTable().GetNumberOfRows() == 2
+    line = out["lines"][0]
+    assert line.GetLineLengthWorld() == pytest.approx(12.0)
+    assert out["points"]["L4-L5"].GetNumberOfControlPoints() == 3
+    assert "lateral recess stenosis" in out["table"].GetTable().GetValue(1, 5).ToString()

@@ -124,7 +124,12 @@ def resample_to_localizer(
 
         lr_axis = int(np.argmax(np.abs(volume.direction[0, :])))
         size = max(1, int(round(thick_mm / volume.spacing[lr_axis])))
-        volume = Volume(ndimage.uniform_filter1d(volume.array.astype(np.float32), size, axis=lr_axis), volume.spacing, volume.origin, volume.direction)
+        volume = Volume(
+            ndimage.uniform_filter1d(volume.array.astype(np.float32), size, axis=lr_axis),
+            volume.spacing,
+            volume.origin,
+            volume.direction,
+        )
     image = to_sitk(volume)
     corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=float) * (
         np.array(volume.array.shape) - 1

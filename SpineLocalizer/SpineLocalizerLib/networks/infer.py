@@ -235,7 +235,9 @@ def _match_sequence(cands, lumbar_count: int, template_scale: float = 1.0):
     return cost, chosen
 
 
-def label_discs(prob: np.ndarray, heat4: np.ndarray, offset4: np.ndarray, box, grid: CanonicalGrid, lumbar_count: int | None):
+def label_discs(
+    prob: np.ndarray, heat4: np.ndarray, offset4: np.ndarray, box, grid: CanonicalGrid, lumbar_count: int | None
+):
     """Disc codes on the box from the disc probability and the heatmaps (cropped at `offset4`, 4 mm voxels)."""
     disc_mask = prob > 0.5
     comp, n = ndimage.label(disc_mask)
