@@ -9,7 +9,8 @@ import torch
 from SpineLocalizerLib.networks import ModelError
 from SpineLocalizerLib.networks import data as D
 from SpineLocalizerLib.networks import train as T
-from SpineLocalizerLib.networks.infer import _match_sequence, level_names, load_model
+from SpineLocalizerLib.networks.infer import level_names, load_model
+from SpineLocalizerLib.networks.infer import match_sequence as _match
 from SpineLocalizerLib.networks.vnet import VNet
 
 
@@ -85,19 +86,20 @@ def test_shipped_weights_load_and_a_damaged_file_is_refused(tmp_path):
         load_model("localize", tmp_path)
 
 
-def test_sequence_matching_prefers_the_template_chain_and_finds_the_count():
-    # Heatmap candidates (4 mm voxels) for a five-lumbar spine stacked along k, 9 voxels (36 mm) apart, plus a
-    # decoy L3-L4 candidate too close to L4-L5.
-    cands = {}
+def test_sequence_matching_finds_the_count_and_a_cut_field_of_view():
+    # Seven components 36 mm apart; heatmaps that answer for a five-lumbar spine whose L5-S1 is below the FOV.
     names = level_names(5)  # LS upwards
-    for n, name in enumerate(names):
-        cands[D.level_channel(name)] = [(np.array([20.0, 20.0, 10.0 + 9.0 * n]), 230.0)]
-    cands[D.level_channel("L3-L4")].append((np.array([20.0, 20.0, 21.0]), 240.0))
-    cost5, chosen = _match_sequence(cands, 5)
-    assert chosen["L3-L4"][0][2] == pytest.approx(28.0)  # the decoy loses despite its higher peak
-    assert chosen["L5-S1"][0][2] == pytest.approx(10.0)
-    result4 = _match_sequence(cands, 4)
-    assert result4 is None or result4[0] > cost5
+    centres = np.array([[0.0, 0.0, 36.0 * r] for r in range(7)])
+    responses = np.zeros((7, len(D.LEVELS)))
+    for r in range(7):
+        responses[r, D.level_channel(names[r + 1])] = 0.8
+    score, count, shift, matched = _match(responses, centres, None)
+    assert (count, shift) == (5, 1)
+    # With L5-S1 outside the field of view, six lumbar vertebrae fit equally well (lowest visible disc L4-L5,
+    # two levels above L6-S1): forcing the count moves the shift, not the names.
+    forced = _match(responses, centres, 6)
+    assert forced[1:3] == (6, 2) and forced[0] == pytest.approx(score)
+    assert _match(responses, centres, 4)[0] < score
 
 
 def test_card_documents_training(tmp_path):

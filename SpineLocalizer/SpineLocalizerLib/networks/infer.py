@@ -4,13 +4,12 @@
    2 mm) and normalised; a 4 mm copy goes to the localization/labeling V-Net.
 2. Spine probability -> largest connected component -> bounding box (+ 12 mm).
 3. The disc V-Net segments the box at 2 mm; connected components >= 250 mm^3 are disc candidates.
-4. Labeling (LVP module 3): per heatmap channel, local maxima above 25 % of the peak value are candidate centres.
-   The lumbosacral (LS) channel's best candidate is the anchor. For each lumbar count n in {4, 5, 6} (or the
-   user's), levels are walked upwards from the anchor and one candidate is chosen per level by dynamic
-   programming, minimising  sum_i (D(c_i, c_i+1) - T(i, i+1))^2 / s^2 - w * sum_i h(c_i)  (template distance
-   deviations, LVP; minus a heatmap-confidence reward). The lumbar count with the lowest cost wins.
-5. Fusion: each chosen centre names the disc component it falls in (or the nearest within 8 mm); the
-   component's voxels get that level's code. Confidence = heatmap peak / 256 x mean disc probability.
+4. Labeling and fusion (LVP module 3): the disc components are ordered from the most caudal upwards. Each
+   hypothesis "lumbar count n, lowest component = level s above the lumbosacral disc" assigns consecutive levels;
+   its score is the summed heatmap response of the assigned level channels on each component (the lumbosacral
+   channel anchors the chain) minus LVP's sequence-matching term, the squared deviations of neighbouring
+   distances from the template (patient scale divided out). The best hypothesis names the components; the lumbar
+   count can be forced. Confidence = heatmap response x mean disc probability.
 """
 
 from __future__ import annotations
@@ -25,15 +24,15 @@ import torch
 from safetensors.torch import load_file
 from scipy import ndimage
 
-from ..labels import VERTEBRA_CODES, disc_code, vertebra_sequence
+from ..labels import disc_code, vertebra_sequence
 from ..volume_io import Volume
 from . import MODEL_DIR, ModelError
 from . import data as D
 from .canonical import CanonicalGrid, canonical_grid_for, to_canonical
 from .train import STAGES, make_net
 
-CANDIDATE_FRACTION = 0.25
 MIN_DISC_MM3 = 250.0
+MAX_DISC_MM3 = 40_000.0  # a disc is at most ~60 x 45 x 15 mm
 SPINE_MARGIN_MM = 12.0
 
 
@@ -170,23 +169,10 @@ def _softmax1(logits: np.ndarray) -> np.ndarray:
     return e[1] / e.sum(axis=0)
 
 
-def heatmap_candidates(heat4: np.ndarray) -> dict[int, list[tuple[np.ndarray, float]]]:
-    """Per channel: local maxima above CANDIDATE_FRACTION of the peak value (4 mm voxel coords, height)."""
-    out = {}
-    for ch in range(heat4.shape[0]):
-        h = heat4[ch]
-        peaks = (h == ndimage.maximum_filter(h, size=3)) & (h > CANDIDATE_FRACTION * D.HEATMAP_PEAK)
-        coords = np.argwhere(peaks)
-        values = h[peaks]
-        order = np.argsort(-values)[:3]
-        out[ch] = [(coords[i].astype(float), float(values[i])) for i in order]
-    return out
-
-
-def _template_mm(name_a: str, name_b: str) -> float:
+def _template_mm(upper_disc: str) -> float:
     from ..planning.quality import spacing_template
 
-    return spacing_template().get(name_a, 36.0)
+    return spacing_template().get(upper_disc, 36.0)
 
 
 def level_names(lumbar_count: int) -> list[str]:
@@ -197,42 +183,34 @@ def level_names(lumbar_count: int) -> list[str]:
     return names[::-1]
 
 
-def _match_sequence(cands, lumbar_count: int, template_scale: float = 1.0):
-    """Dynamic programming over levels (LS upwards): one candidate (or none) per level."""
-    names = level_names(lumbar_count)
-    levels = []
-    for name in names:
-        ch = D.level_channel(name)
-        levels.append((name, cands.get(ch, []) if ch is not None else []))
-    if not levels[0][1]:
-        return None
-    # State: index of the chosen candidate at the last level that had one.
-    best = {i: (-(h / D.HEATMAP_PEAK) * 2.0, [(names[0], i)]) for i, (_, h) in enumerate(levels[0][1])}
-    prev_level = 0
-    for li in range(1, len(levels)):
-        name, cand = levels[li]
-        if not cand:
-            continue
-        new = {}
-        for ci, (pos, h) in enumerate(cand):
-            options = []
-            for pi, (cost, path) in best.items():
-                prev_pos = levels[prev_level][1][pi][0]
-                d = 4.0 * float(np.linalg.norm(pos - prev_pos))
-                expected = sum(_template_mm(names[k + 1], names[k]) for k in range(prev_level, li)) * template_scale
-                dev = (d - expected) / 8.0
-                options.append((cost + dev * dev - 2.0 * h / D.HEATMAP_PEAK, path + [(name, ci)]))
-            new[ci] = min(options, key=lambda o: o[0])
-        # Keep the option of skipping this level too (a missing heatmap peak should not break the chain).
-        best = new
-        prev_level = li
-    cost, path = min(best.values(), key=lambda o: o[0])
-    chosen = {}
-    for name, ci in path:
-        ch = D.level_channel(name)
-        pos, h = cands[ch][ci]
-        chosen[name] = (pos, h)
-    return cost, chosen
+def match_sequence(responses: np.ndarray, centres_mm: np.ndarray, lumbar_count: int | None, max_shift: int = 3):
+    """Best (lumbar count, shift) for the disc components ordered from the most caudal upwards.
+
+    `responses[r, ch]`: heatmap response (0-1) of channel ch on component r. Hypothesis (n, s): component r is
+    level r + s of `level_names(n)` (s > 0 when the lowest discs lie below the field of view). Score = summed
+    responses of the assigned channels minus the template term of LVP's sequence matching,
+    sum ((D(c_r, c_r+1) - T(r, r+1)) / 8 mm)^2 / 4 over neighbouring components, with the patient's scale
+    (median D / T) divided out. Returns (score, n, s, names).
+    """
+    best = None
+    for n in [lumbar_count] if lumbar_count else [4, 5, 6]:
+        names = level_names(n)
+        for s in range(max_shift + 1):
+            levels = [r + s for r in range(len(responses)) if r + s < len(names)]
+            if not levels:
+                continue
+            score = 0.0
+            for r, lv in enumerate(levels):
+                ch = D.level_channel(names[lv])
+                score += responses[r, ch] if ch is not None else 0.0
+            if len(levels) > 1:
+                d = np.linalg.norm(np.diff(centres_mm[: len(levels)], axis=0), axis=1)
+                t = np.array([_template_mm(names[lv + 1]) for lv in levels[:-1]])
+                scale = float(np.median(d / t))
+                score -= float(np.sum(((d - scale * t) / 8.0) ** 2)) / 4.0
+            if best is None or score > best[0]:
+                best = (score, n, s, names)
+    return best
 
 
 def label_discs(
@@ -244,53 +222,32 @@ def label_discs(
     out = np.zeros(disc_mask.shape, dtype=np.uint8)
     if n == 0:
         return out, {}, lumbar_count or 5, "no disc found"
-    vox_mm3 = grid.spacing**3
-    sizes = ndimage.sum(disc_mask, comp, range(1, n + 1)) * vox_mm3
-    cands = heatmap_candidates(heat4)
-    counts = [lumbar_count] if lumbar_count else [4, 5, 6]
-    results = []
-    for c in counts:
-        r = _match_sequence(cands, c)
-        if r is not None:
-            results.append((r[0], c, r[1]))
-    if not results:
-        return out, {}, lumbar_count or 5, "the lumbosacral disc (the anchor) was not found"
-    _, count, chosen = min(results, key=lambda r: r[0])
+    sizes = ndimage.sum(disc_mask, comp, range(1, n + 1)) * grid.spacing**3
+    big = [lab for lab in range(1, n + 1) if MIN_DISC_MM3 <= sizes[lab - 1] <= MAX_DISC_MM3]
+    if not big:
+        return out, {}, lumbar_count or 5, "no disc of plausible size"
+    centres = np.array(ndimage.center_of_mass(disc_mask, comp, big))
+    order = np.argsort(centres[:, 2])  # canonical k runs superior: most caudal first
+    big = [big[i] for i in order]
+    centres_mm = centres[order] * grid.spacing
     offset = np.array([s.start for s in box])
+    responses = np.zeros((len(big), heat4.shape[0]))
+    for r, lab in enumerate(big):
+        idx = np.argwhere(comp == lab) + offset  # 2 mm canonical voxels
+        idx4 = np.clip(idx // 2 - offset4, 0, np.array(heat4.shape[1:]) - 1)
+        vals = heat4[:, idx4[:, 0], idx4[:, 1], idx4[:, 2]]
+        responses[r] = np.clip(vals.max(axis=1) / D.HEATMAP_PEAK, 0.0, 1.0)
+    score, count, shift, names = match_sequence(responses, centres_mm, lumbar_count)
     confidences = {}
-    used = set()
-    for name, (pos4, h) in chosen.items():
-        p2 = (pos4 + offset4) * 2.0 + 0.5 - offset  # 4 mm voxel centre -> 2 mm voxel coordinates in the box
-        label = _component_at(comp, p2, sizes, used)
-        if label is None:
+    for r, lab in enumerate(big):
+        level = r + shift
+        if level >= len(names):
             continue
-        used.add(label)
-        upper = name.split("-")[0]
-        code = disc_code(upper) if upper in VERTEBRA_CODES else None
-        if code is None:
-            continue
-        region = comp == label
+        upper = names[level].split("-")[0]
+        code = disc_code(upper)
+        region = comp == lab
         out[region] = code
-        confidences[code] = float(min(1.0, h / D.HEATMAP_PEAK) * prob[region].mean())
-    return out, confidences, count, "ok"
-
-
-def _component_at(comp: np.ndarray, p: np.ndarray, sizes: np.ndarray, used: set) -> int | None:
-    ijk = np.round(p).astype(int)
-    if np.all(ijk >= 0) and np.all(ijk < comp.shape):
-        lab = int(comp[tuple(ijk)])
-        if lab and lab not in used and sizes[lab - 1] >= MIN_DISC_MM3:
-            return lab
-    # Nearest component within 8 mm (4 voxels at 2 mm).
-    lo = np.maximum(ijk - 4, 0)
-    hi = np.minimum(ijk + 5, comp.shape)
-    sub = comp[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
-    best, best_d = None, np.inf
-    for lab in np.unique(sub):
-        if lab == 0 or lab in used or sizes[lab - 1] < MIN_DISC_MM3:
-            continue
-        pts = np.argwhere(sub == lab) + lo
-        d = np.min(np.linalg.norm(pts - p, axis=1))
-        if d < best_d and d <= 4.0:
-            best, best_d = int(lab), d
-    return best
+        ch = D.level_channel(names[level])
+        confidences[code] = float(responses[r, ch] * prob[region].mean()) if ch is not None else 0.0
+    message = "ok" if shift == 0 else f"the lowest {shift} disc(s) lie below the field of view"
+    return out, confidences, count, message
