@@ -10,6 +10,7 @@ import SimpleITK as sitk
 from ..volume_io import Volume, to_sitk
 
 MAX_EXTENT_MM = 480.0
+MIN_EXTENT_MM = 256.0
 MULTIPLE = 16  # 2 mm grid halved to 4 mm must still divide by 8 for the V-Net
 
 
@@ -32,7 +33,9 @@ def canonical_grid_for(volume: Volume, spacing: float = 2.0) -> CanonicalGrid:
     world = volume.index_to_world(corners)
     lo, hi = world.min(axis=0), world.max(axis=0)
     center = 0.5 * (lo + hi)
-    extent = np.minimum(hi - lo + spacing, MAX_EXTENT_MM)
+    # At least the training field of view on every axis: a multi-slice localizer covering a 60 mm slab must still
+    # reach the networks as a full-size volume (zeros outside the slab), as in training.
+    extent = np.clip(hi - lo + spacing, MIN_EXTENT_MM, MAX_EXTENT_MM)
     size = tuple(int(np.ceil(e / spacing / MULTIPLE) * MULTIPLE) for e in extent)
     origin = center - (np.array(size) - 1) * spacing / 2.0
     return CanonicalGrid(origin=origin, size=size, spacing=spacing)

@@ -179,9 +179,17 @@ def synthesize_image(case: Case, rng: np.random.Generator) -> np.ndarray:
     return np.abs(img).astype(np.float32)
 
 
-def random_fov_mask(shape, rng: np.random.Generator) -> np.ndarray | None:
-    """With some probability keep only a random sub-box (lumbar-only or off-centre fields of view)."""
-    if rng.random() > 0.3:
+def random_fov_mask(shape, rng: np.random.Generator, center_lr: float | None = None) -> np.ndarray | None:
+    """With some probability keep only part of the volume: a random sub-box (lumbar-only or off-centre fields of
+    view), or a thin left-right slab around the spine, which is all a multi-slice sagittal localizer covers."""
+    u = rng.random()
+    if u < 0.2 and center_lr is not None:
+        half = rng.uniform(25.0, 45.0) / CANONICAL_SPACING_MM
+        c = center_lr + rng.uniform(-5.0, 5.0) / CANONICAL_SPACING_MM
+        mask = np.zeros(shape, dtype=bool)
+        mask[int(max(c - half, 0)) : int(min(c + half, shape[0]))] = True
+        return mask
+    if u > 0.45:
         return None
     mask = np.zeros(shape, dtype=bool)
     lo = [int(rng.uniform(0, 0.25) * s) for s in shape]

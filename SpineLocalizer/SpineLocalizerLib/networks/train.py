@@ -88,7 +88,8 @@ def localize_sample(case: D.Case, rng: np.random.Generator):
     image2 = D.synthesize_image(sub, rng)
     offset = np.array([s.start for s in crop2])
     discs = {k: dict(v, centroid_vox=(np.asarray(v["centroid_vox"]) - offset).tolist()) for k, v in case.discs.items()}
-    fov = D.random_fov_mask(image2.shape, rng)
+    spine_idx = np.argwhere(D.spine_mask(sub.labels))
+    fov = D.random_fov_mask(image2.shape, rng, center_lr=float(spine_idx[:, 0].mean()) if len(spine_idx) else None)
     if fov is not None:
         image2 = image2 * fov
     image4 = D.downsample2(image2)
