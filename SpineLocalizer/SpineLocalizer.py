@@ -155,7 +155,9 @@ class SpineLocalizerLogic(ScriptedLoadableModuleLogic):
         images = [volume_from_node(p.inputVolume)] + ([volume_from_node(p.coronalVolume)] if p.coronalVolume else [])
         result = run_pipeline(images, lumbar_count=p.lumbarCount or None)
         discs = result.grid.as_volume(result.discs_canonical)
-        plan, _ = build_plan(discs, lumbar_count=result.lumbar_count, confidences=result.confidences)
+        plan, _ = build_plan(
+            discs, lumbar_count=result.lumbar_count, confidences=result.confidences, probability=result.disc_probability
+        )
         report = self.planLogic().load_plan(plan, overwrite_manual=p.overwriteManual)
         add_disc_segmentation(slicer.mrmlScene, discs, names={d["value"]: d["label"] for d in plan["discs"]})
         self.lastPlan = plan

@@ -104,6 +104,7 @@ def _plan_with_networks(image_path: Path, args, protocol):
         protocol=protocol,
         lumbar_count=result.lumbar_count,
         confidences=result.confidences,
+        probability=result.disc_probability,
         input_info={"image": str(image_path), "coronal": args.coronal, "labels": "discs.nii.gz (network)"},
     )
     plan["timings_s"].update({f"network_{k}": round(v, 4) for k, v in result.timings_s.items()})

@@ -49,8 +49,17 @@ def identification(pred: dict[str, dict], ref: dict[str, dict]) -> tuple[int, li
     return correct, errors
 
 
-def _pred_discs(discs_volume: Volume, confidences, lumbar_count) -> dict[str, dict]:
-    measured = measure_discs(discs_volume, lumbar_count=lumbar_count, confidences=confidences)
+def _pred_discs(result) -> dict[str, dict]:
+    """Disc centres and normals of a pipeline result, measured as the planner measures them."""
+    if not result.confidences:
+        return {}
+    discs_volume = result.grid.as_volume(result.discs_canonical)
+    measured = measure_discs(
+        discs_volume,
+        lumbar_count=result.lumbar_count,
+        confidences=result.confidences,
+        probability=result.disc_probability,
+    )
     return {d.label: {"center": d.centroid, "normal": d.normal} for d in measured}
 
 
@@ -68,11 +77,7 @@ def evaluate_phantom(i: int, workdir: Path, model_dir: Path = MODEL_DIR) -> dict
     spine_pred = from_canonical(result.spine_canonical, result.grid, image) > 0
     disc_pred = from_canonical(result.discs_canonical, result.grid, image) > 0
     disc_true = (labels.array >= DISC_CODE_OFFSET + 15) & (labels.array <= DISC_CODE_OFFSET + 25)
-    pred = (
-        _pred_discs(result.grid.as_volume(result.discs_canonical), result.confidences, result.lumbar_count)
-        if result.confidences
-        else {}
-    )
+    pred = _pred_discs(result)
     ref = {
         d["label"]: {"center": np.asarray(d["centroid_lps"]), "normal": np.asarray(d["normal_lps"])}
         for d in truth["discs"]
@@ -216,11 +221,7 @@ def evaluate_real_case(image_path: Path, labels_path: Path, model_dir: Path = MO
     ref = reference_discs_from_bodies(labels)
     ref = {k: v for k, v in ref.items() if k in ("T12-L1", "L1-L2", "L2-L3", "L3-L4", "L4-L5")}
     result = run_pipeline([image], model_dir=model_dir)
-    pred = (
-        _pred_discs(result.grid.as_volume(result.discs_canonical), result.confidences, result.lumbar_count)
-        if result.confidences
-        else {}
-    )
+    pred = _pred_discs(result)
     # Predictions outside T12-L1..L4-L5 (e.g. L5-S1, which has no reference here) are not scored.
     pred = {k: v for k, v in pred.items() if k in ref}
     correct, errors = identification(pred, ref) if ref and pred else (0, [])

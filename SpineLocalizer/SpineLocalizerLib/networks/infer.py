@@ -61,6 +61,7 @@ def load_model(stage: str, model_dir: Path = MODEL_DIR):
 class PipelineResult:
     discs_canonical: np.ndarray  # disc codes on the canonical grid
     spine_canonical: np.ndarray
+    disc_probability: np.ndarray | None  # disc probability on the canonical grid (0 outside the spine box)
     grid: CanonicalGrid
     confidences: dict[int, float]
     lumbar_count: int
@@ -131,11 +132,11 @@ def run_pipeline(
     spine_lab, n = ndimage.label(spine4)
     empty = np.zeros(grid.size, dtype=np.uint8)
     if n == 0:
-        return PipelineResult(empty, empty, grid, {}, lumbar_count or 5, timings, "no spine found in the image")
+        return PipelineResult(empty, empty, None, grid, {}, lumbar_count or 5, timings, "no spine found in the image")
     sizes = ndimage.sum(spine4, spine_lab, range(1, n + 1))
     spine4 = spine_lab == (1 + int(np.argmax(sizes)))
     if spine4.sum() * 64.0 < 20_000:  # less than about one vertebra
-        return PipelineResult(empty, empty, grid, {}, lumbar_count or 5, timings, "no spine found in the image")
+        return PipelineResult(empty, empty, None, grid, {}, lumbar_count or 5, timings, "no spine found in the image")
     idx4 = np.argwhere(spine4)
     m = int(round(SPINE_MARGIN_MM / grid.spacing))
     lo = np.maximum(idx4.min(axis=0) * 2 - m, 0)
@@ -160,7 +161,9 @@ def run_pipeline(
     discs[box] = discs_box
     timings["labels"] = time.perf_counter() - t
     timings["total_inference"] = time.perf_counter() - t0 - timings["load_models"]
-    return PipelineResult(discs, spine2.astype(np.uint8), grid, conf, count, timings, message)
+    probability = np.zeros(grid.size, dtype=np.float32)
+    probability[box] = prob
+    return PipelineResult(discs, spine2.astype(np.uint8), probability, grid, conf, count, timings, message)
 
 
 def _softmax1(logits: np.ndarray) -> np.ndarray:

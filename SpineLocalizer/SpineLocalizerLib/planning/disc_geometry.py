@@ -79,9 +79,18 @@ def disc_codes_in(labels: Volume) -> list[int]:
 
 
 def measure_discs(
-    labels: Volume, *, lumbar_count: int | None = None, confidences: dict[int, float] | None = None
+    labels: Volume,
+    *,
+    lumbar_count: int | None = None,
+    confidences: dict[int, float] | None = None,
+    probability: np.ndarray | None = None,
 ) -> list[DiscMeasure]:
-    """Measure every disc in a disc label map (project disc codes), top to bottom."""
+    """Measure every disc in a disc label map (project disc codes), top to bottom.
+
+    `probability` (a disc probability on the same grid, e.g. the network's) makes the geometry soft: PCA weights
+    each voxel by it and edges are its 0.5 crossings, which places surfaces between voxel centres instead of on
+    the staircase of a binary mask. It is used only around each labelled disc (2 voxels of margin).
+    """
     codes = disc_codes_in(labels)
     names = disc_names(codes, lumbar_count)
     voxel_mm3 = float(np.prod(labels.spacing))
@@ -92,16 +101,28 @@ def measure_discs(
         count = int(np.count_nonzero(mask))
         if count * voxel_mm3 < MIN_DISC_VOLUME_MM3:
             continue  # a few stray voxels are not a disc
-        out.append(_measure_one(labels, mask, code, names[code], count * voxel_mm3, count))
+        soft = None
+        if probability is not None:
+            near = ndimage.binary_dilation(mask, iterations=2)
+            soft = np.where(near, probability, 0.0).astype(np.float32)
+        out.append(_measure_one(labels, mask, code, names[code], count * voxel_mm3, count, soft))
         if confidences and code in confidences:
             out[-1].confidence = float(confidences[code])
     return out
 
 
-def _measure_one(labels: Volume, mask: np.ndarray, code: int, name: str, volume: float, count: int) -> DiscMeasure:
-    pts = labels.index_to_world(np.argwhere(mask))
-    centroid = pts.mean(axis=0)
-    evals, evecs = np.linalg.eigh(np.cov((pts - centroid).T))
+def _measure_one(
+    labels: Volume, mask: np.ndarray, code: int, name: str, volume: float, count: int, soft=None
+) -> DiscMeasure:
+    if soft is None:
+        pts = labels.index_to_world(np.argwhere(mask))
+        weights = np.ones(len(pts))
+    else:
+        idx = np.argwhere(soft > 0.05)
+        pts = labels.index_to_world(idx)
+        weights = soft[tuple(idx.T)].astype(float)
+    centroid = np.average(pts, axis=0, weights=weights)
+    evals, evecs = np.linalg.eigh(np.cov((pts - centroid).T, aweights=weights))
     cc = np.abs(evecs.T @ CRANIAL)
     k_normal = int(np.argmax(cc))
     normal = evecs[:, k_normal] * np.sign(evecs[:, k_normal] @ CRANIAL)
@@ -109,7 +130,7 @@ def _measure_one(labels: Volume, mask: np.ndarray, code: int, name: str, volume:
     # In-plane axes and the mid-sagittal line come from the disc's mid-plane section, not from the 3D voxels:
     # a laterally wedged disc (scoliosis) is thicker on one side, which would pull a volume-weighted centre and
     # axes towards that side, while its mid-plane section (the footprint) stays symmetric.
-    mask_f = mask.astype(np.float32)
+    mask_f = mask.astype(np.float32) if soft is None else soft
     helper = POSTERIOR - normal * (POSTERIOR @ normal)
     helper /= np.linalg.norm(helper)
     side = np.cross(helper, normal)

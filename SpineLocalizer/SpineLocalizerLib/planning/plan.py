@@ -54,6 +54,7 @@ def build_plan(
     lumbar_count: int | None = None,
     confidences: dict[int, float] | None = None,
     input_info: dict[str, Any] | None = None,
+    probability: np.ndarray | None = None,
 ) -> tuple[dict[str, Any], list[DiscMeasure]]:
     """The plan dictionary and the measured discs (kept for drawing)."""
     t0 = time.perf_counter()
@@ -62,7 +63,7 @@ def build_plan(
     check_inputs(image, labels)
     timings = {}
     t = time.perf_counter()
-    discs = measure_discs(labels, lumbar_count=lumbar_count, confidences=confidences)
+    discs = measure_discs(labels, lumbar_count=lumbar_count, confidences=confidences, probability=probability)
     timings["discs"] = time.perf_counter() - t
     if len(discs) < 2:
         found = ", ".join(d.label for d in discs) or "none large enough"
