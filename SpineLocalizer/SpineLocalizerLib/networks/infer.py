@@ -156,7 +156,8 @@ def run_pipeline(
     prob = _softmax1(disc_logits)
     timings["discs"] = time.perf_counter() - t
     t = time.perf_counter()
-    discs_box, conf, count, message = label_discs(prob, heat4, offset4, box, grid, lumbar_count)
+    spine_bottom_mm = float(idx4[:, 2].min() * 2 * grid.spacing)
+    discs_box, conf, count, message = label_discs(prob, heat4, offset4, box, grid, lumbar_count, spine_bottom_mm)
     discs = np.zeros(grid.size, dtype=np.uint8)
     discs[box] = discs_box
     timings["labels"] = time.perf_counter() - t
@@ -186,14 +187,28 @@ def level_names(lumbar_count: int) -> list[str]:
     return names[::-1]
 
 
-def match_sequence(responses: np.ndarray, centres_mm: np.ndarray, lumbar_count: int | None, max_shift: int = 3):
+THORACIC_DISC_MAX_MM = 7.0  # typical adult heights: thoracic and T12-L1 discs 5-7 mm, lumbar discs 8-13 mm
+LUMBAR_DISC_MIN_MM = 7.5
+
+
+def match_sequence(
+    responses: np.ndarray,
+    centres_mm: np.ndarray,
+    lumbar_count: int | None,
+    max_shift: int = 3,
+    heights_mm: np.ndarray | None = None,
+    sacrum_below: bool = False,
+):
     """Best (lumbar count, shift) for the disc components ordered from the most caudal upwards.
 
     `responses[r, ch]`: heatmap response (0-1) of channel ch on component r. Hypothesis (n, s): component r is
     level r + s of `level_names(n)` (s > 0 when the lowest discs lie below the field of view). Score = summed
     responses of the assigned channels minus the template term of LVP's sequence matching,
     sum ((D(c_r, c_r+1) - T(r, r+1)) / 8 mm)^2 / 4 over neighbouring components, with the patient's scale
-    (median D / T) divided out. Returns (score, n, s, names).
+    (median D / T) divided out. Two anatomical priors of the template: disc heights (`heights_mm`; thoracic and
+    T12-L1 discs are thin, lumbar discs thick: 1 point per 3 mm on the wrong side) and, when the spine continues
+    below the lowest disc (`sacrum_below`), that this disc is the lumbosacral one (2 points per level of shift).
+    Returns (score, n, s, names).
     """
     best = None
     for n in [lumbar_count] if lumbar_count else [4, 5, 6]:
@@ -211,13 +226,28 @@ def match_sequence(responses: np.ndarray, centres_mm: np.ndarray, lumbar_count: 
                 t = np.array([_template_mm(names[lv + 1]) for lv in levels[:-1]])
                 scale = float(np.median(d / t))
                 score -= float(np.sum(((d - scale * t) / 8.0) ** 2)) / 4.0
+            if heights_mm is not None:
+                for r, lv in enumerate(levels):
+                    upper = names[lv].split("-")[0]
+                    if upper.startswith("T"):
+                        score -= max(0.0, heights_mm[r] - THORACIC_DISC_MAX_MM) / 3.0
+                    else:
+                        score -= max(0.0, LUMBAR_DISC_MIN_MM - heights_mm[r]) / 3.0
+            if sacrum_below:
+                score -= 2.0 * s
             if best is None or score > best[0]:
                 best = (score, n, s, names)
     return best
 
 
 def label_discs(
-    prob: np.ndarray, heat4: np.ndarray, offset4: np.ndarray, box, grid: CanonicalGrid, lumbar_count: int | None
+    prob: np.ndarray,
+    heat4: np.ndarray,
+    offset4: np.ndarray,
+    box,
+    grid: CanonicalGrid,
+    lumbar_count: int | None,
+    spine_bottom_mm: float | None = None,
 ):
     """Disc codes on the box from the disc probability and the heatmaps (cropped at `offset4`, 4 mm voxels)."""
     disc_mask = prob > 0.5
@@ -234,13 +264,24 @@ def label_discs(
     big = [big[i] for i in order]
     centres_mm = centres[order] * grid.spacing
     offset = np.array([s.start for s in box])
+    # Spine (bodies) continuing well below the lowest disc means the sacrum is in view: that disc is lumbosacral.
+    sacrum_below = spine_bottom_mm is not None and (offset[2] * grid.spacing + centres_mm[0, 2]) - spine_bottom_mm > 25.0
     responses = np.zeros((len(big), heat4.shape[0]))
     for r, lab in enumerate(big):
         idx = np.argwhere(comp == lab) + offset  # 2 mm canonical voxels
         idx4 = np.clip(idx // 2 - offset4, 0, np.array(heat4.shape[1:]) - 1)
         vals = heat4[:, idx4[:, 0], idx4[:, 1], idx4[:, 2]]
         responses[r] = np.clip(vals.max(axis=1) / D.HEATMAP_PEAK, 0.0, 1.0)
-    score, count, shift, names = match_sequence(responses, centres_mm, lumbar_count)
+    heights = np.zeros(len(big))
+    for r, lab in enumerate(big):
+        pts = np.argwhere(comp == lab) * grid.spacing
+        w = prob[comp == lab]
+        c = np.average(pts, axis=0, weights=w)
+        lam = np.linalg.eigvalsh(np.cov((pts - c).T, aweights=w))
+        heights[r] = np.sqrt(12.0 * max(lam[0], 0.0))  # a slab of thickness t has variance t^2 / 12 across it
+    score, count, shift, names = match_sequence(
+        responses, centres_mm, lumbar_count, heights_mm=heights, sacrum_below=sacrum_below
+    )
     confidences = {}
     for r, lab in enumerate(big):
         level = r + shift
