@@ -51,7 +51,7 @@ def main() -> None:
             "3D localizer (2 mm)": read_volume(Path(tmp) / truth["files"]["localizer"]),
             "sagittal multi-slice localizer (11 x 5 mm)": read_volume(Path(tmp) / truth["files"]["sagittal_stack"]),
         }
-        monai = MonaiVNet(spatial_dims=3, in_channels=1, out_channels=2, dropout_prob=None).eval()
+        monai = MonaiVNet(spatial_dims=3, in_channels=1, out_channels=2).eval()  # dropout is off in eval mode
         print(
             "| input | our pipeline, median s | MONAI VNet, one forward pass on the same 2 mm input, median s | ratio |"
         )

@@ -105,7 +105,10 @@ def measure_discs(
         if probability is not None:
             near = ndimage.binary_dilation(mask, iterations=2)
             soft = np.where(near, probability, 0.0).astype(np.float32)
-        out.append(_measure_one(labels, mask, code, names[code], count * voxel_mm3, count, soft))
+        try:
+            out.append(_measure_one(labels, mask, code, names[code], count * voxel_mm3, count, soft))
+        except ValueError:
+            continue  # not disc-shaped (e.g. a network's fragment): leave it out rather than plan on it
         if confidences and code in confidences:
             out[-1].confidence = float(confidences[code])
     return out
