@@ -109,7 +109,7 @@ def register_storage_classes(scene) -> None:
     import slicer
 
     for _, storage_class in _STORAGE_BY_CLASS:
-        if scene.GetClassNameByTag(getattr(slicer, storage_class)().GetNodeTagName()) is None:
+        if not scene.GetClassNameByTag(getattr(slicer, storage_class)().GetNodeTagName()):
             scene.RegisterNodeClass(getattr(slicer, storage_class)())
 
 
