@@ -31,6 +31,13 @@ def render_3d(scene, png: str | Path, *, size: int = 900, azimuth: float = 70.0,
         node = scene.GetNthNode(i)
         if node.IsA("vtkMRMLSegmentationNode"):
             node.CreateClosedSurfaceRepresentation()
+    # The edit handles are for people at a screen; a still picture reads better without them.
+    hidden = []
+    for i in range(scene.GetNumberOfNodes()):
+        node = scene.GetNthNode(i)
+        if node.IsA("vtkMRMLMarkupsDisplayNode") and node.GetHandlesInteractive():
+            node.SetHandlesInteractive(False)
+            hidden.append(node)
     view = scene.AddNewNodeByClass("vtkMRMLViewNode")
     view.SetLayoutName("1")
     renderer = vtk.vtkRenderer()
@@ -62,3 +69,5 @@ def render_3d(scene, png: str | Path, *, size: int = 900, azimuth: float = 70.0,
     writer.SetInputConnection(grab.GetOutputPort())
     writer.Write()
     scene.RemoveNode(view)
+    for node in hidden:
+        node.SetHandlesInteractive(True)
