@@ -265,7 +265,9 @@ def label_discs(
     centres_mm = centres[order] * grid.spacing
     offset = np.array([s.start for s in box])
     # Spine (bodies) continuing well below the lowest disc means the sacrum is in view: that disc is lumbosacral.
-    sacrum_below = spine_bottom_mm is not None and (offset[2] * grid.spacing + centres_mm[0, 2]) - spine_bottom_mm > 25.0
+    sacrum_below = (
+        spine_bottom_mm is not None and (offset[2] * grid.spacing + centres_mm[0, 2]) - spine_bottom_mm > 25.0
+    )
     responses = np.zeros((len(big), heat4.shape[0]))
     for r, lab in enumerate(big):
         idx = np.argwhere(comp == lab) + offset  # 2 mm canonical voxels
