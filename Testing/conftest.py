@@ -37,3 +37,22 @@ def real_data() -> Path:
     if not SHARED_REAL.exists():
         pytest.skip(f"real validation data not found at {SHARED_REAL} (it lives in ../shared beside the repository)")
     return SHARED_REAL
+
+
+@pytest.fixture(scope="session")
+def cli_plan(phantoms, tmp_path_factory) -> tuple[Path, dict]:
+    """`spine-localizer plan --discs` run once on a five-lumbar phantom: (output folder, plan.json)."""
+    from SpineLocalizerLib.cli import main as localizer_main
+
+    folder, truth = phantoms.get(32, lumbar_count=5)
+    out = tmp_path_factory.mktemp("cli_plan")
+    args = [
+        "plan",
+        str(folder / truth["files"]["localizer"]),
+        "--discs",
+        str(folder / truth["files"]["disc_labels"]),
+        "--out",
+        str(out),
+    ]
+    assert localizer_main(args) == 0
+    return out, json.loads((out / "plan.json").read_text())

@@ -7,28 +7,12 @@ import pytest
 
 slicer = pytest.importorskip("slicer", reason="slicer-core is a pinned dependency; install requirements.txt")
 
-from SpineLocalizerLib.cli import main as localizer_main  # noqa: E402
 from SpineLocalizerLib.scene import load_plan_markups, lps_to_ras, plane_geometry_lps, roi_geometry_lps, set_plane_lps  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def plan_folder(phantoms, tmp_path_factory):
-    folder, truth = phantoms.get(32, lumbar_count=5)
-    out = tmp_path_factory.mktemp("plan")
-    assert (
-        localizer_main(
-            [
-                "plan",
-                str(folder / truth["files"]["localizer"]),
-                "--discs",
-                str(folder / truth["files"]["disc_labels"]),
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
-    return out, json.loads((out / "plan.json").read_text())
+def plan_folder(cli_plan):
+    return cli_plan
 
 
 def test_plane_and_band_files_load_in_slicer_with_plan_geometry(plan_folder):

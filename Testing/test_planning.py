@@ -1,7 +1,5 @@
 """Planning from disc label maps: accuracy against phantom truth, quality factor, bad input, reslicing."""
 
-import json
-
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -120,23 +118,8 @@ def test_bad_inputs_fail_clearly_without_partial_output(phantoms, tmp_path, caps
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging folders left
 
 
-def test_cli_writes_the_plan_contract(phantoms, tmp_path):
-    folder, truth = phantoms.get(32, lumbar_count=5)
-    out = tmp_path / "plan"
-    assert (
-        localizer_main(
-            [
-                "plan",
-                str(folder / truth["files"]["localizer"]),
-                "--discs",
-                str(folder / truth["files"]["disc_labels"]),
-                "--out",
-                str(out),
-            ]
-        )
-        == 0
-    )
-    plan = json.loads((out / "plan.json").read_text())
+def test_cli_writes_the_plan_contract(cli_plan):
+    out, plan = cli_plan
     assert plan["schema_version"] == 1 and plan["coordinate_system"] == "LPS"
     for key in (
         "input",
