@@ -17,6 +17,7 @@ REAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real" /
 
 def main() -> None:
     mode = sys.argv[1] if len(sys.argv) > 1 else "phantoms"
+    Path("out").mkdir(exist_ok=True)
     t = time.perf_counter()
     if mode == "phantoms":
         n = int(sys.argv[2]) if len(sys.argv) > 2 else 100
