@@ -165,6 +165,7 @@ def cmd_train(args) -> int:
         user_folder=Path(args.user_data) if args.user_data else None,
         threads=args.threads,
         log=lambda msg: print(msg, file=sys.stderr, flush=True),
+        init_from=Path(args.init_from) if args.init_from else None,
     )
     print(f"\nwrote {weights} and its card; use them with `spine-localizer plan --models {args.out}`", file=sys.stderr)
     return 0
@@ -240,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default="models", help="output folder for weights, cards, logs and resumable checkpoints")
     t.add_argument("--user-data", help="folder of <case>_image.nii.gz + <case>_labels.nii.gz pairs to mix in")
     t.add_argument("--threads", type=int, default=2)
+    t.add_argument("--init-from", help="start from the weights in this folder (e.g. Resources/Models) to fine-tune")
     t.set_defaults(func=cmd_train)
     return ap
 

@@ -257,6 +257,7 @@ def train(
     user_folder: Path | None = None,
     threads: int = 2,
     log=print,
+    init_from: Path | None = None,
 ) -> Path:
     stage = "localize" if stage == "labels" else stage
     cfg = STAGES[stage]
@@ -274,6 +275,12 @@ def train(
     if ckpt.exists():
         start, history = _load_checkpoint(ckpt, net, opt)
         log(f"resuming {stage} from step {start}")
+    elif init_from is not None:
+        # Fine-tuning (e.g. on a user's own data) starts from existing weights with a fresh optimizer.
+        from .infer import load_model
+
+        net.load_state_dict(load_model(stage, init_from)[0].state_dict())
+        log(f"starting {stage} from the weights in {init_from}")
     loader = torch.utils.data.DataLoader(
         _Samples(stage, paths, seed, user), batch_size=None, num_workers=1, prefetch_factor=4, persistent_workers=True
     )
