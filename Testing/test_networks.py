@@ -109,3 +109,69 @@ def test_card_documents_training(tmp_path):
     assert card["training_data"]["phantom_seeds"] == "1-160"
     assert "val_dice" in card["validation"]
     assert card["outputs"][:2] == ["background", "spine"] and len(card["outputs"]) == 2 + len(D.LEVELS)
+
+
+def _slab_discs(size, ks, thickness_vox=5, half_width_vox=9):
+    """Probability map of flat discs (squares in i, j) centred at the k indices `ks` of a canonical grid."""
+    prob = np.zeros(size, dtype=np.float32)
+    c = np.array(size[:2]) // 2
+    for k in ks:
+        prob[
+            c[0] - half_width_vox : c[0] + half_width_vox,
+            c[1] - half_width_vox : c[1] + half_width_vox,
+            k - thickness_vox // 2 : k + thickness_vox // 2 + 1,
+        ] = 0.95
+    return prob
+
+
+def test_a_disc_like_blob_outside_the_image_is_not_labelled():
+    from SpineLocalizerLib.networks.canonical import CanonicalGrid
+    from SpineLocalizerLib.networks.infer import _inside_images, label_discs
+    from SpineLocalizerLib.volume_io import Volume
+
+    grid = CanonicalGrid(origin=np.zeros(3), size=(32, 32, 112))
+    # The image covers k < 90 only; the canonical grid is padded beyond it, where the network may see an edge.
+    image = Volume(np.zeros((32, 32, 90), dtype=np.float32), (2.0, 2.0, 2.0), np.zeros(3), np.eye(3))
+    prob = _slab_discs(grid.size, [10, 28, 46, 64, 82, 104])
+    box = tuple(slice(0, n) for n in grid.size)
+    heat4 = np.zeros((len(D.LEVELS), 16, 16, 56), dtype=np.float32)
+    usable = _inside_images([image], grid, box)
+    assert usable[16, 16, 80] and not usable[:, :, 100].any() and not usable[0].any()
+    out, _, _, _ = label_discs(prob, heat4, np.zeros(3, int), box, grid, 5, usable=usable)
+    assert out[16, 16, 104] == 0
+    assert all(out[16, 16, k] > 0 for k in (10, 28, 46, 64, 82))
+    # Without the footprint the blob would have been named as a disc.
+    unfiltered, _, _, _ = label_discs(prob, heat4, np.zeros(3, int), box, grid, 5)
+    assert unfiltered[16, 16, 104] > 0
+
+
+def test_discs_on_input_grid_follow_the_probability_not_the_2mm_voxels():
+    from SpineLocalizerLib.networks.canonical import CanonicalGrid, from_canonical
+    from SpineLocalizerLib.networks.infer import PipelineResult, discs_on
+
+    grid = CanonicalGrid(origin=np.zeros(3), size=(32, 32, 32))
+    # A tilted slab, 7 mm thick, as a smooth probability on the 2 mm grid.
+    ijk = np.stack(np.meshgrid(*(np.arange(32) for _ in range(3)), indexing="ij"), axis=-1) * 2.0
+    normal = np.array([0.0, np.sin(0.3), np.cos(0.3)])
+    dist = (ijk - 31.0) @ normal
+    prob = (1.0 / (1.0 + np.exp((np.abs(dist) - 3.5) / 0.5))).astype(np.float32)
+    prob[np.linalg.norm((ijk - 31.0) - dist[..., None] * normal, axis=-1) > 20] = 0.0
+    codes = np.where(prob > 0.5, 124, 0).astype(np.uint8)
+    result = PipelineResult(codes, codes > 0, prob, grid, {124: 0.9}, 5, {}, "ok")
+    # Input grid: 0.7 mm voxels over the same region.
+    from SpineLocalizerLib.volume_io import Volume
+
+    fine = Volume(np.zeros((88, 88, 88), dtype=np.float32), (0.7, 0.7, 0.7), np.full(3, 0.35), np.eye(3))
+    pts = fine.index_to_world(np.argwhere(np.ones(fine.array.shape, bool)))
+    d_fine = (pts - 31.0) @ normal
+    radial = np.linalg.norm((pts - 31.0) - d_fine[:, None] * normal, axis=1)
+    truth = ((np.abs(d_fine) <= 3.5) & (radial <= 20)).reshape(fine.array.shape)
+
+    def dice(a, b):
+        return 2 * np.logical_and(a, b).sum() / (a.sum() + b.sum())
+
+    smooth = discs_on(result, fine)
+    blocky = from_canonical(codes, grid, fine) > 0
+    assert set(np.unique(smooth)) == {0, 124}
+    assert dice(smooth > 0, truth) > dice(blocky, truth) + 0.02
+    assert dice(smooth > 0, truth) > 0.9

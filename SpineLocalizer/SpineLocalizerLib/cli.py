@@ -83,8 +83,7 @@ def _plan_from_labels(image_path: Path, label_path: Path, protocol, lumbar_count
 
 
 def _plan_with_networks(image_path: Path, args, protocol):
-    from .networks.canonical import from_canonical
-    from .networks.infer import run_pipeline
+    from .networks.infer import discs_on, run_pipeline, spine_on
 
     image = read_volume(image_path)
     inputs = [image] + ([read_volume(args.coronal)] if args.coronal else [])
@@ -112,13 +111,13 @@ def _plan_with_networks(image_path: Path, args, protocol):
     plan["lumbar_count_detected"] = result.lumbar_count
     extra = {
         "discs.nii.gz": Volume(
-            from_canonical(result.discs_canonical, result.grid, image).astype(np.uint8),
+            discs_on(result, image),
             image.spacing,
             image.origin,
             image.direction,
         ),
         "spine.nii.gz": Volume(
-            from_canonical(result.spine_canonical, result.grid, image).astype(np.uint8),
+            spine_on(result, image),
             image.spacing,
             image.origin,
             image.direction,

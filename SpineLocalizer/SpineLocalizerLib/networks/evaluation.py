@@ -23,8 +23,7 @@ from ..planning.disc_geometry import measure_discs
 from ..planning.evaluation import EVAL_SEED_BASE, variation
 from ..volume_io import Volume, read_volume
 from . import MODEL_DIR
-from .canonical import from_canonical
-from .infer import run_pipeline
+from .infer import discs_on, run_pipeline, spine_on
 
 LUMBAR_UPPER = ("T12", "L1", "L2", "L3", "L4", "L5", "L6")
 
@@ -74,8 +73,8 @@ def evaluate_phantom(i: int, workdir: Path, model_dir: Path = MODEL_DIR) -> dict
     image = read_volume(folder / truth["files"][role])
     labels = read_volume(folder / truth["files"][f"{role}_labels" if stack else "localizer_labels"])
     result = run_pipeline([image], model_dir=model_dir)
-    spine_pred = from_canonical(result.spine_canonical, result.grid, image) > 0
-    disc_pred = from_canonical(result.discs_canonical, result.grid, image) > 0
+    spine_pred = spine_on(result, image) > 0
+    disc_pred = discs_on(result, image) > 0
     disc_true = (labels.array >= DISC_CODE_OFFSET + 15) & (labels.array <= DISC_CODE_OFFSET + 25)
     pred = _pred_discs(result)
     ref = {

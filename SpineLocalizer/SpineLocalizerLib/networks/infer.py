@@ -67,6 +67,7 @@ class PipelineResult:
     lumbar_count: int
     timings_s: dict[str, float]
     message: str
+    spine_probability: np.ndarray | None = None  # 4 mm spine probability upsampled (linearly) to the 2 mm grid
 
 
 def _pad(arr: np.ndarray, multiple: int) -> tuple[np.ndarray, tuple[int, ...]]:
@@ -126,7 +127,8 @@ def run_pipeline(
     t = time.perf_counter()
     out4 = _run(loc_net, image4)
     timings["localize_and_label"] = time.perf_counter() - t
-    spine4 = out4[1] > out4[0]
+    spine_p4 = _softmax1(out4[:2])
+    spine4 = spine_p4 > 0.5
     heat4 = out4[2:] * D.HEATMAP_PEAK
     t = time.perf_counter()
     spine_lab, n = ndimage.label(spine4)
@@ -142,10 +144,8 @@ def run_pipeline(
     lo = np.maximum(idx4.min(axis=0) * 2 - m, 0)
     hi = np.minimum(idx4.max(axis=0) * 2 + 2 + m, grid.size)
     box = tuple(slice(a, b) for a, b in zip(lo, hi))
-    spine2 = np.zeros(grid.size, dtype=np.uint8)
-    up = np.repeat(np.repeat(np.repeat(spine4, 2, axis=0), 2, axis=1), 2, axis=2)
-    sl = tuple(slice(0, min(a, b)) for a, b in zip(up.shape, grid.size))
-    spine2[sl] = up[sl]
+    spine_prob2 = _upsample_probability(spine_p4 * ndimage.binary_dilation(spine4, iterations=1), grid.size)
+    spine2 = (spine_prob2 >= 0.5).astype(np.uint8)
     # Heatmap candidates only matter on the spine: searching the box keeps stray peaks out and costs less.
     box4 = tuple(slice(a // 2, (b + 1) // 2) for a, b in zip(lo, hi))
     heat4 = heat4[(slice(None),) + box4]
@@ -157,14 +157,72 @@ def run_pipeline(
     timings["discs"] = time.perf_counter() - t
     t = time.perf_counter()
     spine_bottom_mm = float(idx4[:, 2].min() * 2 * grid.spacing)
-    discs_box, conf, count, message = label_discs(prob, heat4, offset4, box, grid, lumbar_count, spine_bottom_mm)
+    usable = _inside_images(images, grid, box) & ndimage.binary_dilation(spine2[box] > 0, iterations=3)
+    discs_box, conf, count, message = label_discs(
+        prob, heat4, offset4, box, grid, lumbar_count, spine_bottom_mm, usable=usable
+    )
     discs = np.zeros(grid.size, dtype=np.uint8)
     discs[box] = discs_box
     timings["labels"] = time.perf_counter() - t
     timings["total_inference"] = time.perf_counter() - t0 - timings["load_models"]
     probability = np.zeros(grid.size, dtype=np.float32)
     probability[box] = prob
-    return PipelineResult(discs, spine2.astype(np.uint8), probability, grid, conf, count, timings, message)
+    return PipelineResult(discs, spine2, probability, grid, conf, count, timings, message, spine_prob2)
+
+
+def _upsample_probability(p4: np.ndarray, size) -> np.ndarray:
+    """4 mm probabilities onto the 2 mm grid by linear interpolation (a 4 mm voxel is the mean of 2 x 2 x 2 fine
+    voxels, hence grid_mode): block copies would put a 4 mm staircase on every surface."""
+    up = ndimage.zoom(p4.astype(np.float32), 2, order=1, grid_mode=True, mode="nearest")
+    out = np.zeros(size, dtype=np.float32)
+    sl = tuple(slice(0, min(a, b)) for a, b in zip(up.shape, size))
+    out[sl] = up[sl]
+    return out
+
+
+INSIDE_MARGIN_MM = 4.0
+
+
+def _inside_images(images: list[Volume], grid: CanonicalGrid, box) -> np.ndarray:
+    """Voxels of the box that lie inside at least one input image, `INSIDE_MARGIN_MM` from its border.
+
+    The canonical grid is larger than the image (zeros around it); the network sees the image border as an
+    edge and can answer with disc-like blobs there, which would then be labelled as discs.
+    """
+    ijk = np.stack(np.meshgrid(*(np.arange(s.start, s.stop) for s in box), indexing="ij"), axis=-1)
+    world = grid.index_to_world(ijk.reshape(-1, 3))
+    inside = np.zeros(len(world), dtype=bool)
+    for vol in images:
+        idx = vol.world_to_index(world)
+        n = np.array(vol.array.shape, dtype=float)
+        # The margin never takes more than a quarter of an axis (a multi-slice stack is a thin slab).
+        m = np.minimum(INSIDE_MARGIN_MM / np.asarray(vol.spacing, dtype=float), 0.25 * n)
+        inside |= np.all((idx >= -0.5 + m) & (idx <= n - 0.5 - m), axis=1)
+    return inside.reshape(ijk.shape[:3])
+
+
+def discs_on(result: PipelineResult, target: Volume) -> np.ndarray:
+    """Disc codes on `target`'s grid: the disc probability resampled linearly and cut at 0.5, each voxel taking
+    the code of the nearest labelled component (nearest-neighbour codes alone give 2 mm staircase surfaces)."""
+    from .canonical import from_canonical
+
+    codes = result.discs_canonical
+    if result.disc_probability is None or not codes.any():
+        return from_canonical(codes, result.grid, target).astype(np.uint8)
+    near = ndimage.grey_dilation(codes, size=(3, 3, 3))
+    prob = np.where(near > 0, result.disc_probability, 0.0)
+    p_in = from_canonical(prob, result.grid, target, labels=False)
+    c_in = from_canonical(near, result.grid, target)
+    return np.where(p_in >= 0.5, c_in, 0).astype(np.uint8)
+
+
+def spine_on(result: PipelineResult, target: Volume) -> np.ndarray:
+    """Spine mask on `target`'s grid from the linearly resampled spine probability."""
+    from .canonical import from_canonical
+
+    if result.spine_probability is None:
+        return from_canonical(result.spine_canonical, result.grid, target).astype(np.uint8)
+    return (from_canonical(result.spine_probability, result.grid, target, labels=False) >= 0.5).astype(np.uint8)
 
 
 def _softmax1(logits: np.ndarray) -> np.ndarray:
@@ -187,6 +245,20 @@ def level_names(lumbar_count: int) -> list[str]:
     return names[::-1]
 
 
+MIN_DISC_THICKNESS_MM = 1.5
+MIN_DISC_WIDTH_MM = 12.0
+
+
+def _disc_shaped(region: np.ndarray, spacing: float) -> bool:
+    """Thickness and width from the principal variances (a uniform slab of extent t has variance t^2 / 12)."""
+    pts = np.argwhere(region) * spacing
+    if len(pts) < 4:
+        return False
+    lam = np.linalg.eigvalsh(np.cov((pts - pts.mean(axis=0)).T))
+    thickness, width = np.sqrt(12.0 * np.clip(lam[[0, 2]], 0.0, None))
+    return thickness >= MIN_DISC_THICKNESS_MM and width >= MIN_DISC_WIDTH_MM
+
+
 THORACIC_DISC_MAX_MM = 7.0  # typical adult heights: thoracic and T12-L1 discs 5-7 mm, lumbar discs 8-13 mm
 LUMBAR_DISC_MIN_MM = 7.5
 
@@ -198,6 +270,7 @@ def match_sequence(
     max_shift: int = 3,
     heights_mm: np.ndarray | None = None,
     sacrum_below: bool = False,
+    areas_mm2: np.ndarray | None = None,
 ):
     """Best (lumbar count, shift) for the disc components ordered from the most caudal upwards.
 
@@ -248,8 +321,14 @@ def label_discs(
     grid: CanonicalGrid,
     lumbar_count: int | None,
     spine_bottom_mm: float | None = None,
+    usable: np.ndarray | None = None,
 ):
-    """Disc codes on the box from the disc probability and the heatmaps (cropped at `offset4`, 4 mm voxels)."""
+    """Disc codes on the box from the disc probability and the heatmaps (cropped at `offset4`, 4 mm voxels).
+
+    `usable` (box-shaped, optional): voxels inside the image and near the spine; a component counts as a disc
+    only if most of it lies there and it has a disc's shape (a slab at least `MIN_DISC_THICKNESS_MM` thick and
+    `MIN_DISC_WIDTH_MM` wide).
+    """
     disc_mask = prob > 0.5
     comp, n = ndimage.label(disc_mask)
     out = np.zeros(disc_mask.shape, dtype=np.uint8)
@@ -257,6 +336,10 @@ def label_discs(
         return out, {}, lumbar_count or 5, "no disc found"
     sizes = ndimage.sum(disc_mask, comp, range(1, n + 1)) * grid.spacing**3
     big = [lab for lab in range(1, n + 1) if MIN_DISC_MM3 <= sizes[lab - 1] <= MAX_DISC_MM3]
+    if usable is not None and big:
+        inside = ndimage.mean(usable, comp, big)
+        big = [lab for lab, f in zip(big, inside) if f >= 0.5]
+    big = [lab for lab in big if _disc_shaped(comp == lab, grid.spacing)]
     if not big:
         return out, {}, lumbar_count or 5, "no disc of plausible size"
     centres = np.array(ndimage.center_of_mass(disc_mask, comp, big))
@@ -274,15 +357,16 @@ def label_discs(
         idx4 = np.clip(idx // 2 - offset4, 0, np.array(heat4.shape[1:]) - 1)
         vals = heat4[:, idx4[:, 0], idx4[:, 1], idx4[:, 2]]
         responses[r] = np.clip(vals.max(axis=1) / D.HEATMAP_PEAK, 0.0, 1.0)
-    heights = np.zeros(len(big))
+    heights, areas = np.zeros(len(big)), np.zeros(len(big))
     for r, lab in enumerate(big):
         pts = np.argwhere(comp == lab) * grid.spacing
         w = prob[comp == lab]
         c = np.average(pts, axis=0, weights=w)
-        lam = np.linalg.eigvalsh(np.cov((pts - c).T, aweights=w))
-        heights[r] = np.sqrt(12.0 * max(lam[0], 0.0))  # a slab of thickness t has variance t^2 / 12 across it
+        lam = np.sqrt(12.0 * np.clip(np.linalg.eigvalsh(np.cov((pts - c).T, aweights=w)), 0.0, None))
+        heights[r] = lam[0]  # a slab of thickness t has variance t^2 / 12 across it
+        areas[r] = lam[1] * lam[2]  # AP depth x width of the footprint (a rectangle's; only ratios are used)
     score, count, shift, names = match_sequence(
-        responses, centres_mm, lumbar_count, heights_mm=heights, sacrum_below=sacrum_below
+        responses, centres_mm, lumbar_count, heights_mm=heights, sacrum_below=sacrum_below, areas_mm2=areas
     )
     confidences = {}
     for r, lab in enumerate(big):
