@@ -1,0 +1,128 @@
+"""Fit the disc-labelling priors of networks/infer.py on tuning phantoms (seeds 60000+, never used for training
+(1-160, 50001-50016) or for evaluation (100000+)).
+
+Runs the network pipeline on N tuning phantoms (half 3D, half multi-slice, the evaluation's sweep of contrasts,
+curvatures and 4/5/6 lumbar vertebrae), records what the sequence matching sees (component heights, footprint
+areas, heatmap responses, centres) with the true level of each component, then
+1. fits the logistic model "lumbar disc" ~ thickness + footprint ratio (LUMBAR_LOGIT), and
+2. scores the sequence-matching settings by the fraction of cases whose lowest component gets its true name
+   (which requires the right lumbar count and shift).
+
+.venv/bin/python Testing/bench/tune_labeling.py [N] [WORKDIR]
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from SpineLocalizerLib.networks import infer
+from SpineLocalizerLib.phantom.generate import generate_case
+from SpineLocalizerLib.phantom.params import sample_params
+from SpineLocalizerLib.planning.evaluation import variation
+from SpineLocalizerLib.volume_io import read_volume
+
+TUNING_SEED_BASE = 60_000
+
+
+def capture(n: int, work: Path) -> list[dict]:
+    seen: dict = {}
+    match, label = infer.match_sequence, infer.label_discs
+
+    def spy_match(responses, centres_mm, lumbar_count, max_shift=3, **kw):
+        seen.update(responses=responses, centres=centres_mm, heights=kw["heights_mm"], areas=kw["areas_mm2"])
+        seen["sacrum_below"] = kw["sacrum_below"]
+        return match(responses, centres_mm, lumbar_count, max_shift, **kw)
+
+    def spy_label(prob, heat4, offset4, box, grid, *args, **kw):
+        seen["offset_mm"] = grid.origin + np.array([s.start for s in box]) * grid.spacing
+        return label(prob, heat4, offset4, box, grid, *args, **kw)
+
+    infer.match_sequence, infer.label_discs = spy_match, spy_label
+    rows = []
+    try:
+        for i in range(n):
+            folder, stack = work / f"case{i}", i % 2 == 1
+            if not (folder / "truth.json").exists():
+                generate_case(
+                    sample_params(TUNING_SEED_BASE + i, **variation(i)),
+                    folder,
+                    highres=False,
+                    stacks=stack,
+                    overview=False,
+                )
+            truth = json.loads((folder / "truth.json").read_text())
+            image = read_volume(folder / truth["files"]["sagittal_stack" if stack else "localizer"])
+            seen.clear()
+            infer.run_pipeline([image])
+            if "centres" not in seen:
+                continue
+            world = seen["offset_mm"] + seen["centres"]
+            ref = np.array([d["centroid_lps"] for d in truth["discs"]])
+            true = []
+            for w in world:
+                dist = np.linalg.norm(ref - w, axis=1)
+                k = int(np.argmin(dist))
+                true.append(truth["discs"][k]["label"] if dist[k] < 10.0 else None)
+            rows.append({**seen, "n": truth["lumbar_count"], "true": true})
+            print(f"case {i}: {truth['lumbar_count']} lumbar, components {true}", file=sys.stderr, flush=True)
+    finally:
+        infer.match_sequence, infer.label_discs = match, label
+    return rows
+
+
+def fit_logit(rows: list[dict]) -> np.ndarray:
+    x, y = [], []
+    for row in rows:
+        ref = [a for a, t in zip(row["areas"], row["true"]) if t in ("L2-L3", "L3-L4", "L4-L5")]
+        if not ref:
+            continue
+        for h, a, t in zip(row["heights"], row["areas"], row["true"]):
+            if t is not None and not t.endswith("-S1"):
+                x.append([1.0, h, a / np.median(ref)])
+                y.append(1.0 if t.startswith("L") else 0.0)
+    z, y = np.array(x), np.array(y)
+    w = np.zeros(3)
+    for _ in range(50):  # Newton's method with a small ridge
+        p = 1.0 / (1.0 + np.exp(-z @ w))
+        hess = z.T @ (z * (p * (1 - p))[:, None]) + 1e-2 * np.eye(3)
+        w -= np.linalg.solve(hess, z.T @ (p - y) + 1e-2 * w)
+    acc = float(np.mean(((z @ w) > 0) == (y > 0.5)))
+    print(f"logistic fit on {len(y)} discs: weights {np.round(w, 3).tolist()}, per-disc accuracy {acc:.3f}")
+    return w
+
+
+def lowest_named_right(row: dict) -> bool | None:
+    k = next((j for j, t in enumerate(row["true"]) if t is not None), None)
+    if k is None:
+        return None
+    _, n, s, names = infer.match_sequence(
+        row["responses"],
+        row["centres"],
+        None,
+        heights_mm=row["heights"],
+        sacrum_below=row["sacrum_below"],
+        areas_mm2=row["areas"],
+    )
+    return n == row["n"] and k + s < len(names) and names[k + s] == row["true"][k]
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 40
+    work = Path(sys.argv[2]) if len(sys.argv) > 2 else Path("out/tuning_phantoms")
+    rows = capture(n, work)
+    infer.LUMBAR_LOGIT = tuple(float(v) for v in fit_logit(rows))
+    print("| response weight | sacrum shift penalty | log prior of 5 lumbar | cases labelled right |")
+    print("| --- | --- | --- | --- |")
+    for rw, sp, prior in itertools.product((0.0, 1.0), (0.5, 1.0, 2.0), (0.0, 0.5, 1.1)):
+        infer.RESPONSE_WEIGHT, infer.SACRUM_SHIFT_PENALTY = rw, sp
+        infer.COUNT_LOG_PRIOR = {4: 0.0, 5: prior, 6: 0.0}
+        res = [r for r in map(lowest_named_right, rows) if r is not None]
+        print(f"| {rw} | {sp} | {prior} | {np.mean(res):.3f} ({sum(res)}/{len(res)}) |")
+
+
+if __name__ == "__main__":
+    main()
