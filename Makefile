@@ -47,6 +47,7 @@ evaluate: $(STAMP)
 	$(PY) Testing/bench/evaluate_pipeline.py phantoms 100
 	$(PY) Testing/bench/evaluate_pipeline.py real
 	$(PY) Testing/bench/evaluate_measurements.py 30 0.8
+	$(PY) Testing/bench/evaluate_measurements.py 30 0.5
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -175,3 +175,16 @@ def test_discs_on_input_grid_follow_the_probability_not_the_2mm_voxels():
     assert set(np.unique(smooth)) == {0, 124}
     assert dice(smooth > 0, truth) > dice(blocky, truth) + 0.02
     assert dice(smooth > 0, truth) > 0.9
+
+
+def test_a_thin_but_wide_lumbar_disc_is_not_taken_for_a_thoracic_one():
+    # Bottom-up: L5-S1 .. L2-L3 thick, L1-L2 degenerated (as thin as a thoracic disc) but with a lumbar footprint,
+    # then three small thin thoracic discs. The sacrum lies below the lowest disc.
+    heights = np.array([10.0, 10.5, 10.0, 9.5, 5.2, 5.5, 5.0, 5.0])
+    areas = np.array([900.0, 1000.0, 1000.0, 980.0, 960.0, 780.0, 700.0, 650.0])
+    centres = np.array([[0.0, 0.0, 36.0 * r] for r in range(len(heights))])
+    responses = np.zeros((len(heights), len(D.LEVELS)))
+    with_footprint = _match(responses, centres, None, heights_mm=heights, sacrum_below=True, areas_mm2=areas)
+    assert with_footprint[1:3] == (5, 0)
+    # Thickness alone calls the degenerated disc T12-L1 and loses a lumbar vertebra.
+    assert _match(responses, centres, None, heights_mm=heights, sacrum_below=True)[1:3] == (4, 0)

@@ -34,7 +34,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, ProcessPoolExecutor(processes) as pool:
         pairs = [p for rows in pool.map(one, range(n), [spacing] * n, [tmp] * n) for p in rows]
     Path("out").mkdir(exist_ok=True)
-    Path("out/eval_measurements.json").write_text(json.dumps(pairs, indent=1))
+    Path(f"out/eval_measurements_{spacing:g}mm.json").write_text(json.dumps(pairs, indent=1))
     table = summarise(pairs)
     print(
         f"automatic measurement from true label maps, {n} phantoms at {spacing} mm (seeds {EVAL_SEED_BASE + 1000}+), {time.perf_counter() - t:.0f} s"

@@ -34,6 +34,10 @@ from .train import STAGES, make_net
 MIN_DISC_MM3 = 250.0
 MAX_DISC_MM3 = 40_000.0  # a disc is at most ~60 x 45 x 15 mm
 SPINE_MARGIN_MM = 12.0
+# The spine network over-segments (precision ~0.77, recall ~0.88 at 0.5): on 8 tuning phantoms (seeds 60000+)
+# the mean spine Dice was 0.796 at 0.5, 0.818 at 0.7, 0.824 at 0.8 and 0.825 at 0.85. The bounding box still
+# comes from the 0.5 mask, which errs on the generous side.
+SPINE_THRESHOLD = 0.8
 
 
 def load_model(stage: str, model_dir: Path = MODEL_DIR):
@@ -145,7 +149,7 @@ def run_pipeline(
     hi = np.minimum(idx4.max(axis=0) * 2 + 2 + m, grid.size)
     box = tuple(slice(a, b) for a, b in zip(lo, hi))
     spine_prob2 = _upsample_probability(spine_p4 * ndimage.binary_dilation(spine4, iterations=1), grid.size)
-    spine2 = (spine_prob2 >= 0.5).astype(np.uint8)
+    spine2 = (spine_prob2 >= SPINE_THRESHOLD).astype(np.uint8)
     # Heatmap candidates only matter on the spine: searching the box keeps stray peaks out and costs less.
     box4 = tuple(slice(a // 2, (b + 1) // 2) for a, b in zip(lo, hi))
     heat4 = heat4[(slice(None),) + box4]
@@ -222,7 +226,8 @@ def spine_on(result: PipelineResult, target: Volume) -> np.ndarray:
 
     if result.spine_probability is None:
         return from_canonical(result.spine_canonical, result.grid, target).astype(np.uint8)
-    return (from_canonical(result.spine_probability, result.grid, target, labels=False) >= 0.5).astype(np.uint8)
+    p = from_canonical(result.spine_probability, result.grid, target, labels=False)
+    return (p >= SPINE_THRESHOLD).astype(np.uint8)
 
 
 def _softmax1(logits: np.ndarray) -> np.ndarray:
