@@ -38,6 +38,7 @@ SPINE_MARGIN_MM = 12.0
 # the mean spine Dice was 0.796 at 0.5, 0.818 at 0.7, 0.824 at 0.8 and 0.825 at 0.85. The bounding box still
 # comes from the 0.5 mask, which errs on the generous side.
 SPINE_THRESHOLD = 0.8
+DISC_THRESHOLD = 0.5
 
 
 def load_model(stage: str, model_dir: Path = MODEL_DIR):
@@ -217,7 +218,7 @@ def discs_on(result: PipelineResult, target: Volume) -> np.ndarray:
     prob = np.where(near > 0, result.disc_probability, 0.0)
     p_in = from_canonical(prob, result.grid, target, labels=False)
     c_in = from_canonical(near, result.grid, target)
-    return np.where(p_in >= 0.5, c_in, 0).astype(np.uint8)
+    return np.where(p_in >= DISC_THRESHOLD, c_in, 0).astype(np.uint8)
 
 
 def spine_on(result: PipelineResult, target: Volume) -> np.ndarray:
@@ -243,11 +244,11 @@ def _template_mm(upper_disc: str) -> float:
 
 
 def level_names(lumbar_count: int) -> list[str]:
-    """Disc names from the lumbosacral disc upwards to T10-T11."""
+    """Disc names from the lumbosacral disc upwards to T8-T9 (the highest disc of the phantom and of the spacing
+    template; a localizer rarely reaches higher). Levels above T10-T11 have no heatmap channel: the template and
+    the disc-shape priors name them."""
     seq = vertebra_sequence(lumbar_count)
-    names = [f"{a}-{b}" for a, b in zip(seq[:-1], seq[1:])]
-    names = [n for n in names if not n.startswith(("T8", "T9"))]
-    return names[::-1]
+    return [f"{a}-{b}" for a, b in zip(seq[:-1], seq[1:])][::-1]
 
 
 LOW_THRESHOLD = 0.25

@@ -319,10 +319,23 @@ def train(
             with open(out_dir / f"{stage}_log.jsonl", "a") as fh:
                 fh.write(json.dumps(entry) + "\n")
             _save_checkpoint(ckpt, net, opt, step + 1, history)
-    return export(stage, net, out_dir, history, seed=seed, steps=steps, user=bool(user))
+    start_card = None
+    if init_from is not None:
+        start_card = json.loads((Path(init_from) / f"{stage}.json").read_text())
+    return export(stage, net, out_dir, history, seed=seed, steps=steps, user=bool(user), init_card=start_card)
 
 
-def export(stage: str, net: VNet, out_dir: Path, history: list, *, seed: int, steps: int, user: bool) -> Path:
+def export(
+    stage: str,
+    net: VNet,
+    out_dir: Path,
+    history: list,
+    *,
+    seed: int,
+    steps: int,
+    user: bool,
+    init_card: dict | None = None,
+) -> Path:
     cfg = STAGES[stage]
     weights = out_dir / f"{stage}.safetensors"
     save_file({k: v.detach().contiguous() for k, v in net.state_dict().items()}, str(weights))
@@ -349,6 +362,10 @@ def export(stage: str, net: VNet, out_dir: Path, history: list, *, seed: int, st
         },
         "training_seed": seed,
         "steps": steps,
+        # Fine-tuned weights say what they started from (its seed and steps, and what that started from).
+        "initialised_from": None
+        if init_card is None
+        else {k: init_card.get(k) for k in ("training_seed", "steps", "validation", "initialised_from")},
         "validation": history[-1] if history else {},
         "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
     }
