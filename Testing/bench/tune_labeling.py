@@ -77,12 +77,10 @@ def capture(n: int, work: Path) -> list[dict]:
 def fit_logit(rows: list[dict]) -> np.ndarray:
     x, y = [], []
     for row in rows:
-        ref = [a for a, t in zip(row["areas"], row["true"]) if t in ("L2-L3", "L3-L4", "L4-L5")]
-        if not ref:
-            continue
+        ref = infer.reference_footprint(row["areas"])
         for h, a, t in zip(row["heights"], row["areas"], row["true"]):
             if t is not None and not t.endswith("-S1"):
-                x.append([1.0, h, a / np.median(ref)])
+                x.append([1.0, h, a / ref])
                 y.append(1.0 if t.startswith("L") else 0.0)
     z, y = np.array(x), np.array(y)
     w = np.zeros(3)
@@ -114,6 +112,7 @@ def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 40
     work = Path(sys.argv[2]) if len(sys.argv) > 2 else Path("out/tuning_phantoms")
     rows = capture(n, work)
+    (work / "captured.json").write_text(json.dumps(rows, default=lambda a: np.asarray(a).tolist()))
     infer.LUMBAR_LOGIT = tuple(float(v) for v in fit_logit(rows))
     print("| response weight | sacrum shift penalty | log prior of 5 lumbar | cases labelled right |")
     print("| --- | --- | --- | --- |")
