@@ -73,7 +73,15 @@ class PipelineResult:
     lumbar_count: int
     timings_s: dict[str, float]
     message: str
-    spine_probability: np.ndarray | None = None  # 4 mm spine probability upsampled (linearly) to the 2 mm grid
+    spine_probability_4mm: np.ndarray | None = None  # the spine network's probability (largest component)
+
+    @property
+    def spine_probability(self) -> np.ndarray | None:
+        """The 4 mm spine probability upsampled linearly to the 2 mm grid (computed when asked: it is an output,
+        not a step of the plan, and costs a fifth of a second)."""
+        if self.spine_probability_4mm is None:
+            return None
+        return _upsample_probability(self.spine_probability_4mm, self.grid.size)
 
 
 def _pad(arr: np.ndarray, multiple: int) -> tuple[np.ndarray, tuple[int, ...]]:
@@ -150,8 +158,11 @@ def run_pipeline(
     lo = np.maximum(idx4.min(axis=0) * 2 - m, 0)
     hi = np.minimum(idx4.max(axis=0) * 2 + 2 + m, grid.size)
     box = tuple(slice(a, b) for a, b in zip(lo, hi))
-    spine_prob2 = _upsample_probability(spine_p4 * ndimage.binary_dilation(spine4, iterations=1), grid.size)
-    spine2 = (spine_prob2 >= SPINE_THRESHOLD).astype(np.uint8)
+    spine_p4 = spine_p4 * ndimage.binary_dilation(spine4, iterations=1)
+    spine2 = np.zeros(grid.size, dtype=np.uint8)
+    up = np.repeat(np.repeat(np.repeat(spine_p4 >= SPINE_THRESHOLD, 2, axis=0), 2, axis=1), 2, axis=2)
+    sl = tuple(slice(0, min(a, b)) for a, b in zip(up.shape, grid.size))
+    spine2[sl] = up[sl]
     # Heatmap candidates only matter on the spine: searching the box keeps stray peaks out and costs less.
     box4 = tuple(slice(a // 2, (b + 1) // 2) for a, b in zip(lo, hi))
     heat4 = heat4[(slice(None),) + box4]
@@ -173,7 +184,7 @@ def run_pipeline(
     timings["total_inference"] = time.perf_counter() - t0 - timings["load_models"]
     probability = np.zeros(grid.size, dtype=np.float32)
     probability[box] = prob
-    return PipelineResult(discs, spine2, probability, grid, conf, count, timings, message, spine_prob2)
+    return PipelineResult(discs, spine2, probability, grid, conf, count, timings, message, spine_p4)
 
 
 def _upsample_probability(p4: np.ndarray, size) -> np.ndarray:
@@ -226,7 +237,7 @@ def spine_on(result: PipelineResult, target: Volume) -> np.ndarray:
     """Spine mask on `target`'s grid from the linearly resampled spine probability."""
     from .canonical import from_canonical
 
-    if result.spine_probability is None:
+    if result.spine_probability_4mm is None:
         return from_canonical(result.spine_canonical, result.grid, target).astype(np.uint8)
     p = from_canonical(result.spine_probability, result.grid, target, labels=False)
     return (p >= SPINE_THRESHOLD).astype(np.uint8)
