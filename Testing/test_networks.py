@@ -191,3 +191,15 @@ def test_a_thin_but_wide_lumbar_disc_is_not_taken_for_a_thoracic_one():
     assert with_footprint[1:3] == (5, 0)
     # Thickness alone calls the degenerated disc T12-L1 and loses a lumbar vertebra.
     assert _match(responses, centres, None, heights_mm=heights, sacrum_below=True)[1:3] == (4, 0)
+
+
+def test_inference_net_gives_the_plain_network_output():
+    from SpineLocalizerLib.networks.infer import InferenceNet
+
+    net, _ = load_model("discs")
+    x = torch.rand(1, 1, 24, 32, 40)
+    with torch.inference_mode():
+        plain = net(x)
+        fast = InferenceNet(net)(x)
+    assert fast.shape == plain.shape
+    assert torch.allclose(fast, plain, atol=1e-4)

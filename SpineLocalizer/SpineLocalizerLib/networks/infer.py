@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,7 +103,11 @@ class InferenceNet:
         self._layout = torch.channels_last_3d
         try:
             example = torch.zeros((1, 1) + (2 * net.multiple,) * 3).to(memory_format=self._layout)
-            with torch.inference_mode():
+            with torch.inference_mode(), warnings.catch_warnings():
+                # torch 2.13 deprecates tracing (it still works); the tracer's warning about InstanceNorm's check of
+                # the channel count is moot (channels are fixed; only spatial sizes vary, which the trace handles).
+                warnings.simplefilter("ignore", DeprecationWarning)
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
                 traced = torch.jit.trace(net.to(memory_format=self._layout), example)
                 self.module = torch.jit.optimize_for_inference(traced)
         except Exception:  # noqa: BLE001 - any TorchScript failure only costs speed
