@@ -3,13 +3,16 @@
 1. The input (one localizer, or a sagittal + coronal pair averaged) is resampled to the canonical grid (LPS axes,
    2 mm) and normalised; a 4 mm copy goes to the localization/labeling V-Net.
 2. Spine probability -> largest connected component -> bounding box (+ 12 mm).
-3. The disc V-Net segments the box at 2 mm; connected components >= 250 mm^3 are disc candidates.
+3. The disc V-Net segments the box at 2 mm. Disc candidates: components above 0.25 that reach 0.5 somewhere,
+   250-40 000 mm^3, disc-shaped, mostly inside the image and near the spine.
 4. Labeling and fusion (LVP module 3): the disc components are ordered from the most caudal upwards. Each
    hypothesis "lumbar count n, lowest component = level s above the lumbosacral disc" assigns consecutive levels;
    its score is the summed heatmap response of the assigned level channels on each component (the lumbosacral
    channel anchors the chain) minus LVP's sequence-matching term, the squared deviations of neighbouring
-   distances from the template (patient scale divided out). The best hypothesis names the components; the lumbar
-   count can be forced. Confidence = heatmap response x mean disc probability.
+   distances from the template (patient scale divided out), plus the log-likelihood of the thoracic/lumbar naming
+   given each disc's thickness and footprint, a sacrum-below term and a weak prior for five lumbar vertebrae.
+   The best hypothesis names the components; the lumbar count can be forced. Confidence = heatmap response x
+   mean disc probability.
 """
 
 from __future__ import annotations
