@@ -203,3 +203,32 @@ def test_inference_net_gives_the_plain_network_output():
         fast = InferenceNet(net)(x)
     assert fast.shape == plain.shape
     assert torch.allclose(fast, plain, atol=1e-4)
+
+
+def test_a_two_class_disc_network_becomes_three_class_without_changing_its_discs():
+    old = VNet(1, 2, base_channels=4, levels=2).eval()
+    cfg = T.StageConfig("discs", 3, base_channels=4, levels=2)
+    new = T.make_net(cfg)
+    new.load_state_dict(T.adapt_head(old.state_dict(), new))
+    new.eval()
+    x = torch.randn(1, 1, 8, 8, 8)
+    with torch.inference_mode():
+        p_old = torch.softmax(old(x), 1)[0, 1]
+        p_new = torch.softmax(new(x), 1)[0]
+    assert p_new.shape[0] == 3
+    assert torch.allclose(p_new[2], p_old, atol=0.01)  # disc channel kept
+    assert float(p_new[1].max()) < 0.01  # the body class starts (almost) empty
+
+
+def test_three_class_disc_loss_scores_both_the_discs_and_the_spine():
+    target = torch.zeros(1, 6, 6, 6, dtype=torch.long)
+    target[0, :, :, 1:3] = 1  # a body
+    target[0, :, :, 3] = 2  # a disc on it
+    perfect = torch.full((1, 3, 6, 6, 6), -20.0).scatter_(1, target[:, None], 20.0)
+    swapped = torch.where(target == 1, 2, torch.where(target == 2, 1, 0))
+    wrong = torch.full((1, 3, 6, 6, 6), -20.0).scatter_(1, swapped[:, None], 20.0)
+    good = float(T.focal_dice_loss(perfect, target, dice_sets=T.DISC_DICE_SETS))
+    bad = float(T.focal_dice_loss(wrong, target, dice_sets=T.DISC_DICE_SETS))
+    assert good < 1e-3
+    # Bodies and discs swapped: the spine term is still perfect, the disc term and the focal term are not.
+    assert bad > 1.0

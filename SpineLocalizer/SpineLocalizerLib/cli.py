@@ -231,8 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--stage",
         required=True,
-        choices=("localize", "labels", "discs"),
-        help="'labels' trains the shared localize/label network",
+        choices=("localize", "labels", "discs", "levels"),
+        help="'labels' trains the shared localize/label network; 'levels' the thoracic/lumbar/lumbosacral classifier",
     )
     t.add_argument("--steps", type=int, help="optimisation steps (default: the stage's setting)")
     t.add_argument("--seed", type=int, default=0, help="training seed (evaluation phantoms use seeds >= 100000)")

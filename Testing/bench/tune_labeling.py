@@ -6,7 +6,8 @@ curvatures and 4/5/6 lumbar vertebrae), records what the sequence matching sees 
 areas, heatmap responses, centres) with the true level of each component, then
 1. fits the logistic model "lumbar disc" ~ thickness + footprint ratio (LUMBAR_LOGIT), and
 2. scores the sequence-matching settings by the fraction of cases whose lowest component gets its true name
-   (which requires the right lumbar count and shift).
+   (which requires the right lumbar count and shift), with and without the level classifier's log-likelihood
+   (if `Resources/Models/levels.safetensors` exists), and reports the classifier's per-disc accuracy.
 
 .venv/bin/python Testing/bench/tune_labeling.py [N] [WORKDIR]
 """
@@ -35,6 +36,7 @@ def capture(n: int, work: Path) -> list[dict]:
     def spy_match(responses, centres_mm, lumbar_count, max_shift=3, **kw):
         seen.update(responses=responses, centres=centres_mm, heights=kw["heights_mm"], areas=kw["areas_mm2"])
         seen["sacrum_below"] = kw["sacrum_below"]
+        seen["class_logp"] = kw.get("class_logp")
         return match(responses, centres_mm, lumbar_count, max_shift, **kw)
 
     def spy_label(prob, heat4, offset4, box, grid, *args, **kw):
@@ -104,8 +106,9 @@ def lowest_named_right(row: dict) -> bool | None:
         heights_mm=row["heights"],
         sacrum_below=row["sacrum_below"],
         areas_mm2=row["areas"],
+        class_logp=None if row.get("class_logp") is None else np.asarray(row["class_logp"]),
     )
-    return n == row["n"] and k + s < len(names) and names[k + s] == row["true"][k]
+    return n == row["n"] and 0 <= k + s < len(names) and names[k + s] == row["true"][k]
 
 
 def main() -> None:
@@ -114,13 +117,40 @@ def main() -> None:
     rows = capture(n, work)
     (work / "captured.json").write_text(json.dumps(rows, default=lambda a: np.asarray(a).tolist()))
     infer.LUMBAR_LOGIT = tuple(float(v) for v in fit_logit(rows))
-    print("| response weight | sacrum shift penalty | log prior of 5 lumbar | cases labelled right |")
-    print("| --- | --- | --- | --- |")
-    for rw, sp, prior in itertools.product((0.0, 1.0), (0.5, 1.0, 2.0), (0.0, 0.5, 1.1)):
+    classifier_accuracy(rows)
+    print("| classifier weight | shape prior too | response weight | sacrum shift penalty | log prior of 5 lumbar "
+          "| cases labelled right |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    has_classifier = all(r.get("class_logp") is not None for r in rows)
+    weights = (0.0, 0.5, 1.0, 2.0) if has_classifier else (0.0,)
+    for cw, shape, rw, sp, prior in itertools.product(
+        weights, (False, True), (0.0, 1.0), (0.5, 1.0, 2.0), (0.0, 0.5, 1.1)
+    ):
+        if cw == 0.0 and not shape:
+            continue
+        infer.CLASSIFIER_WEIGHT, infer.SHAPE_PRIOR_WITH_CLASSIFIER = cw, shape
         infer.RESPONSE_WEIGHT, infer.SACRUM_SHIFT_PENALTY = rw, sp
         infer.COUNT_LOG_PRIOR = {4: 0.0, 5: prior, 6: 0.0}
-        res = [r for r in map(lowest_named_right, rows) if r is not None]
-        print(f"| {rw} | {sp} | {prior} | {np.mean(res):.3f} ({sum(res)}/{len(res)}) |")
+        use = rows if cw > 0 else [dict(r, class_logp=None) for r in rows]
+        res = [r for r in map(lowest_named_right, use) if r is not None]
+        print(f"| {cw} | {shape} | {rw} | {sp} | {prior} | {np.mean(res):.3f} ({sum(res)}/{len(res)}) |")
+
+
+def classifier_accuracy(rows: list[dict]) -> None:
+    """Per-disc accuracy of the level classifier on the components matched to a true disc."""
+    from SpineLocalizerLib.networks.levels import class_of
+
+    right, junction = [], []
+    for row in rows:
+        if row.get("class_logp") is None:
+            return
+        for logp, t in zip(row["class_logp"], row["true"]):
+            if t is not None:
+                ok = int(np.argmax(logp)) == class_of(t)
+                right.append(ok)
+                if t in ("T11-T12", "T12-L1", "L1-L2", "L2-L3"):
+                    junction.append(ok)
+    print(f"level classifier: {np.mean(right):.3f} of {len(right)} discs right, junction {np.mean(junction):.3f}")
 
 
 if __name__ == "__main__":

@@ -3,14 +3,17 @@
 1. The input (one localizer, or a sagittal + coronal pair averaged) is resampled to the canonical grid (LPS axes,
    2 mm) and normalised; a 4 mm copy goes to the localization/labeling V-Net.
 2. Spine probability -> largest connected component -> bounding box (+ 12 mm).
-3. The disc V-Net segments the box at 2 mm. Disc candidates: components above 0.25 that reach 0.5 somewhere,
-   250-40 000 mm^3, disc-shaped, mostly inside the image and near the spine.
+3. The disc V-Net segments the box at 2 mm (background / vertebral body / disc; bodies + discs are the 2 mm spine
+   output). Disc candidates: components above 0.25 that reach 0.5 somewhere, 250-40 000 mm^3, disc-shaped,
+   mostly inside the image and near the spine.
 4. Labeling and fusion (LVP module 3): the disc components are ordered from the most caudal upwards. Each
    hypothesis "lumbar count n, lowest component = level s above the lumbosacral disc" assigns consecutive levels;
    its score is the summed heatmap response of the assigned level channels on each component (the lumbosacral
    channel anchors the chain) minus LVP's sequence-matching term, the squared deviations of neighbouring
-   distances from the template (patient scale divided out), plus the log-likelihood of the thoracic/lumbar naming
-   given each disc's thickness and footprint, a sacrum-below term and a weak prior for five lumbar vertebrae.
+   distances from the template (patient scale divided out), plus the log-likelihood of the thoracic / lumbar /
+   lumbosacral naming under the level classifier (networks/levels.py, a small CNN on a 96 mm patch around each
+   candidate; without its weights, a logistic model of each disc's thickness and footprint), a sacrum-below term
+   and a weak prior for five lumbar vertebrae.
    The best hypothesis names the components; the lumbar count can be forced. Confidence = heatmap response x
    mean disc probability.
 """
@@ -32,6 +35,7 @@ from ..labels import disc_code, vertebra_sequence
 from ..volume_io import Volume
 from . import MODEL_DIR, ModelError
 from . import data as D
+from . import levels as LV
 from .canonical import CanonicalGrid, canonical_grid_for, to_canonical
 from .train import STAGES, make_net
 
@@ -43,6 +47,7 @@ SPINE_MARGIN_MM = 12.0
 # comes from the 0.5 mask, which errs on the generous side. The disc probability is best cut where it is trained
 # (0.5: Dice 0.863; 0.4: 0.864, 0.6: 0.852).
 SPINE_THRESHOLD = 0.8
+SPINE_THRESHOLD_2MM = 0.5  # the disc network's body + disc probability is cut where it is trained
 DISC_THRESHOLD = 0.5
 
 
@@ -61,7 +66,9 @@ def load_model(stage: str, model_dir: Path = MODEL_DIR):
         raise ModelError(
             f"{weights}: checksum {digest[:12]} does not match its card ({card['sha256'][:12]}); the file is damaged"
         )
-    net = make_net(STAGES[stage])
+    # The card says how many outputs the weights have (the disc network had two before the body class).
+    arch = card.get("architecture", {})
+    net = make_net(STAGES[stage], arch.get("out_channels") or len(arch.get("classes", [])) or None)
     net.load_state_dict(load_file(str(weights)))
     net.eval()
     return net, card
@@ -78,14 +85,28 @@ class PipelineResult:
     timings_s: dict[str, float]
     message: str
     spine_probability_4mm: np.ndarray | None = None  # the spine network's probability (largest component)
+    # Bodies + discs from the disc network at 2 mm in the spine's box (three-class disc networks only).
+    spine_probability_box: np.ndarray | None = None
+    box: tuple | None = None
 
     @property
     def spine_probability(self) -> np.ndarray | None:
-        """The 4 mm spine probability upsampled linearly to the 2 mm grid (computed when asked: it is an output,
-        not a step of the plan, and costs a fifth of a second)."""
+        """Spine probability on the 2 mm grid (computed when asked: it is an output, not a step of the plan).
+
+        From the disc network's body + disc classes in the box when it has them (the box holds the whole located
+        spine), else the 4 mm localization upsampled linearly.
+        """
+        if self.spine_probability_box is not None and self.box is not None:
+            out = np.zeros(self.grid.size, dtype=np.float32)
+            out[self.box] = self.spine_probability_box
+            return out
         if self.spine_probability_4mm is None:
             return None
         return _upsample_probability(self.spine_probability_4mm, self.grid.size)
+
+    @property
+    def spine_threshold(self) -> float:
+        return SPINE_THRESHOLD_2MM if self.spine_probability_box is not None else SPINE_THRESHOLD
 
 
 def _pad(arr: np.ndarray, multiple: int) -> tuple[np.ndarray, tuple[int, ...]]:
@@ -163,6 +184,8 @@ def run_pipeline(
     timings = {}
     t0 = time.perf_counter()
     loc_net, disc_net = (InferenceNet(load_model(stage, model_dir)[0]) for stage in ("localize", "discs"))
+    # The level classifier is optional (weights trained before it existed still run, with the shape prior).
+    level_net = load_model("levels", model_dir)[0] if (model_dir / "levels.safetensors").exists() else None
     timings["load_models"] = time.perf_counter() - t0
     t = time.perf_counter()
     image2, grid = prepare_input(images)
@@ -199,14 +222,21 @@ def run_pipeline(
     offset4 = np.array([s.start for s in box4])
     timings["box"] = time.perf_counter() - t
     t = time.perf_counter()
-    disc_logits = _run(disc_net, image2[box])
-    prob = _softmax1(disc_logits)
+    disc_probs = _softmax(_run(disc_net, image2[box]))
+    prob = disc_probs[-1]  # the disc class is the last one of both heads (two or three classes)
+    spine_box = disc_probs[1] + disc_probs[2] if len(disc_probs) == 3 else None
     timings["discs"] = time.perf_counter() - t
     t = time.perf_counter()
     spine_bottom_mm = float(idx4[:, 2].min() * 2 * grid.spacing)
     usable = _inside_images(images, grid, box) & ndimage.binary_dilation(spine2[box] > 0, iterations=3)
+    classify = None
+    if level_net is not None:
+
+        def classify(centres_vox: np.ndarray) -> np.ndarray:
+            return LV.class_log_probabilities(level_net, image2, centres_vox)
+
     discs_box, conf, count, message = label_discs(
-        prob, heat4, offset4, box, grid, lumbar_count, spine_bottom_mm, usable=usable
+        prob, heat4, offset4, box, grid, lumbar_count, spine_bottom_mm, usable=usable, classify=classify
     )
     discs = np.zeros(grid.size, dtype=np.uint8)
     discs[box] = discs_box
@@ -214,7 +244,7 @@ def run_pipeline(
     timings["total_inference"] = time.perf_counter() - t0 - timings["load_models"]
     probability = np.zeros(grid.size, dtype=np.float32)
     probability[box] = prob
-    return PipelineResult(discs, spine2, probability, grid, conf, count, timings, message, spine_p4)
+    return PipelineResult(discs, spine2, probability, grid, conf, count, timings, message, spine_p4, spine_box, box)
 
 
 def _upsample_probability(p4: np.ndarray, size) -> np.ndarray:
@@ -267,16 +297,20 @@ def spine_on(result: PipelineResult, target: Volume) -> np.ndarray:
     """Spine mask on `target`'s grid from the linearly resampled spine probability."""
     from .canonical import from_canonical
 
-    if result.spine_probability_4mm is None:
+    if result.spine_probability_4mm is None and result.spine_probability_box is None:
         return from_canonical(result.spine_canonical, result.grid, target).astype(np.uint8)
     p = from_canonical(result.spine_probability, result.grid, target, labels=False)
-    return (p >= SPINE_THRESHOLD).astype(np.uint8)
+    return (p >= result.spine_threshold).astype(np.uint8)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    m = logits.max(axis=0)
+    e = np.exp(logits - m)
+    return e / e.sum(axis=0)
 
 
 def _softmax1(logits: np.ndarray) -> np.ndarray:
-    m = logits.max(axis=0)
-    e = np.exp(logits - m)
-    return e[1] / e.sum(axis=0)
+    return _softmax(logits)[1]
 
 
 def _template_mm(upper_disc: str) -> float:
@@ -322,6 +356,11 @@ LUMBAR_LOGIT = (-24.05, 0.096, 29.24)  # intercept, per mm of thickness, per uni
 RESPONSE_WEIGHT = 1.0
 SACRUM_SHIFT_PENALTY = 2.0
 COUNT_LOG_PRIOR = {4: 0.0, 5: 0.5, 6: 0.0}
+# With the level classifier (networks/levels.py): weight of its log-likelihood, and whether the thickness/footprint
+# model is still added (set by Testing/bench/tune_labeling.py on the tuning phantoms).
+CLASSIFIER_WEIGHT = 1.0
+SHAPE_PRIOR_WITH_CLASSIFIER = False
+CLASS_LOG_FLOOR = -5.0  # one confidently wrong patch costs at most this much
 
 
 def reference_footprint(areas_mm2) -> float:
@@ -355,6 +394,16 @@ def _class_log_likelihood(heights_mm: np.ndarray, areas_mm2: np.ndarray, levels:
     return total
 
 
+def _classifier_log_likelihood(class_logp: np.ndarray, levels: list[int], names: list[str]) -> float:
+    """Sum over the components of log P(the class the hypothesis gives it | its patch): thoracic, lumbar or
+    lumbosacral (networks/levels.py). Components above the named levels are thoracic under every hypothesis."""
+    total = 0.0
+    for r in range(len(class_logp)):
+        cls = LV.class_of(names[levels[r]]) if r < len(levels) else 0
+        total += max(float(class_logp[r, cls]), CLASS_LOG_FLOOR)
+    return total
+
+
 def match_sequence(
     responses: np.ndarray,
     centres_mm: np.ndarray,
@@ -363,6 +412,7 @@ def match_sequence(
     heights_mm: np.ndarray | None = None,
     sacrum_below: bool = False,
     areas_mm2: np.ndarray | None = None,
+    class_logp: np.ndarray | None = None,
 ):
     """Best (lumbar count, shift) for the disc components ordered from the most caudal upwards.
 
@@ -374,8 +424,41 @@ def match_sequence(
     footprints than lumbar ones (`heights_mm` + `areas_mm2`: log-likelihood of the thoracic/lumbar naming under a
     logistic model, `_class_log_likelihood`; heights alone: 1 point per 3 mm on the wrong side of 7-7.5 mm), and
     when the spine continues below the lowest disc (`sacrum_below`) that disc is the lumbosacral one (2 points
-    per level of shift). Returns (score, n, s, names).
+    per level of shift). With `class_logp` (n x 3, the level classifier's log-probabilities of thoracic / lumbar /
+    lumbosacral per component) its log-likelihood of the naming is added, weighted by `CLASSIFIER_WEIGHT`, and
+    replaces the thickness/footprint model unless `SHAPE_PRIOR_WITH_CLASSIFIER`. A four-class classifier (with
+    "not a disc") also lets the lowest one or two components be sacral, not discs (s = -1 or -2: component r is
+    level r + s; they score their "not a disc" log-probability). Returns (score, n, s, names).
     """
+    best = _match_chain(
+        responses, centres_mm, lumbar_count, max_shift, heights_mm, sacrum_below, areas_mm2, class_logp
+    )
+    if class_logp is None or class_logp.shape[1] <= LV.NOT_A_DISC:
+        return best
+    for drop in range(1, MAX_SACRAL_CANDIDATES + 1):
+        if drop >= len(responses):
+            break
+        below = CLASSIFIER_WEIGHT * sum(max(float(v), CLASS_LOG_FLOOR) for v in class_logp[:drop, LV.NOT_A_DISC])
+        rest = _match_chain(
+            responses[drop:],
+            centres_mm[drop:],
+            lumbar_count,
+            0,  # sacral candidates in view mean the lumbosacral disc is in view
+            None if heights_mm is None else heights_mm[drop:],
+            sacrum_below,
+            None if areas_mm2 is None else areas_mm2[drop:],
+            class_logp[drop:],
+        )
+        if rest is not None and rest[0] + below > best[0]:
+            best = (rest[0] + below, rest[1], -drop, rest[3])
+    return best
+
+
+MAX_SACRAL_CANDIDATES = 2
+
+
+def _match_chain(responses, centres_mm, lumbar_count, max_shift, heights_mm, sacrum_below, areas_mm2, class_logp):
+    """`match_sequence` without sacral candidates: every component is a disc, the lowest at level s >= 0."""
     best = None
     for n in [lumbar_count] if lumbar_count else [4, 5, 6]:
         names = level_names(n)
@@ -392,8 +475,11 @@ def match_sequence(
                 t = np.array([_template_mm(names[lv + 1]) for lv in levels[:-1]])
                 scale = float(np.median(d / t))
                 score -= float(np.sum(((d - scale * t) / 8.0) ** 2)) / 4.0
+            if class_logp is not None:
+                score += CLASSIFIER_WEIGHT * _classifier_log_likelihood(class_logp, levels, names)
             if heights_mm is not None and areas_mm2 is not None:
-                score += _class_log_likelihood(heights_mm, areas_mm2, levels, names)
+                if class_logp is None or SHAPE_PRIOR_WITH_CLASSIFIER:
+                    score += _class_log_likelihood(heights_mm, areas_mm2, levels, names)
             elif heights_mm is not None:
                 for r, lv in enumerate(levels):
                     upper = names[lv].split("-")[0]
@@ -418,12 +504,14 @@ def label_discs(
     lumbar_count: int | None,
     spine_bottom_mm: float | None = None,
     usable: np.ndarray | None = None,
+    classify=None,
 ):
     """Disc codes on the box from the disc probability and the heatmaps (cropped at `offset4`, 4 mm voxels).
 
     `usable` (box-shaped, optional): voxels inside the image and near the spine; a component counts as a disc
     only if most of it lies there and it has a disc's shape (a slab at least `MIN_DISC_THICKNESS_MM` thick and
-    `MIN_DISC_WIDTH_MM` wide).
+    `MIN_DISC_WIDTH_MM` wide). `classify` (optional): canonical voxel centres -> class log-probabilities (n x 3)
+    of the level classifier.
     """
     # Hysteresis: a disc is a region above LOW_THRESHOLD that reaches 0.5 somewhere. A disc the network is unsure
     # of (typically a steep lumbosacral disc) breaks up at 0.5 into fragments too small to count.
@@ -467,13 +555,20 @@ def label_discs(
         lam = np.sqrt(12.0 * np.clip(np.linalg.eigvalsh(np.cov((pts - c).T, aweights=w)), 0.0, None))
         heights[r] = lam[0]  # a slab of thickness t has variance t^2 / 12 across it
         areas[r] = lam[1] * lam[2]  # AP depth x width of the footprint (a rectangle's; only ratios are used)
+    class_logp = None if classify is None else classify(centres_mm / grid.spacing + offset)
     score, count, shift, names = match_sequence(
-        responses, centres_mm, lumbar_count, heights_mm=heights, sacrum_below=sacrum_below, areas_mm2=areas
+        responses,
+        centres_mm,
+        lumbar_count,
+        heights_mm=heights,
+        sacrum_below=sacrum_below,
+        areas_mm2=areas,
+        class_logp=class_logp,
     )
     confidences = {}
     for r, lab in enumerate(big):
         level = r + shift
-        if level >= len(names):
+        if level < 0 or level >= len(names):  # below: a sacral candidate, not a disc; above: beyond T8-T9
             continue
         upper = names[level].split("-")[0]
         code = disc_code(upper)
@@ -481,5 +576,5 @@ def label_discs(
         out[region] = code
         ch = D.level_channel(names[level])
         confidences[code] = float(responses[r, ch] * prob[region].mean()) if ch is not None else 0.0
-    message = "ok" if shift == 0 else f"the lowest {shift} disc(s) lie below the field of view"
+    message = "ok" if shift <= 0 else f"the lowest {shift} disc(s) lie below the field of view"
     return out, confidences, count, message

@@ -3,7 +3,10 @@
 - `localize` (alias `labels`): one V-Net at 4 mm over the whole field of view with 2 + 9 output channels:
   spine / background logits (LVP module 1) and one heatmap per disc level (module 3). The two tasks share the
   encoder, which halves the CPU time of running them separately.
-- `discs`: one V-Net at 2 mm on the spine's bounding box: disc / background logits (module 2).
+- `discs`: one V-Net at 2 mm on the spine's bounding box: background / vertebral body / disc logits (module 2;
+  the body class gives the spine mask at 2 mm where the 4 mm localization is coarse).
+- `levels`: a small classifier (networks/levels.py) of 96 mm patches around each disc: thoracic, lumbar or
+  lumbosacral; cross-entropy, batches of 16. It feeds the lumbar count of module 3.
 Segmentation loss: focal loss (gamma = 2, LVP) + soft Dice; heatmap loss: mean squared error against the
 Gaussian heatmaps (peak 256, LVP), computed on the 0-1 scale and weighted towards the peaks (`heatmap_loss`).
 """
@@ -24,10 +27,12 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from . import data as D
+from . import levels as LV
 from .vnet import VNet
 
 LOCALIZE_CROP_4MM = (64, 64, 96)
 DISC_PATCH_2MM = (64, 64, 64)
+DISC_CLASSES = ("background", "vertebral body", "disc")
 TRAIN_SEEDS = range(1, 161)
 VAL_SEEDS = range(50001, 50017)
 
@@ -46,12 +51,30 @@ class StageConfig:
 
 STAGES = {
     "localize": StageConfig("localize", 2 + len(D.LEVELS), steps=1500, spacing_mm=4.0),
-    "discs": StageConfig("discs", 2, steps=1800, spacing_mm=2.0),
+    "discs": StageConfig("discs", 3, steps=1800, spacing_mm=2.0),
+    "levels": StageConfig("levels", len(LV.CLASSES), steps=1500, lr=1e-3, spacing_mm=2.0),
 }
+LEVEL_BATCH = 16
 
 
-def make_net(cfg: StageConfig) -> VNet:
-    return VNet(1, cfg.out_channels, cfg.base_channels, cfg.levels)
+def make_net(cfg: StageConfig, out_channels: int | None = None):
+    """The stage's network; `out_channels` overrides the stage's (weights exported with an older head)."""
+    if cfg.name == "levels":
+        return LV.LevelNet(n_classes=out_channels or cfg.out_channels)
+    return VNet(1, out_channels or cfg.out_channels, cfg.base_channels, cfg.levels)
+
+
+def adapt_head(state: dict, net: VNet) -> dict:
+    """Weights of a two-class disc network (background, disc) for the three-class one (background, body, disc):
+    the disc channel keeps its weights, the new body channel starts as the background channel lowered by 5 logits,
+    so the disc probability is unchanged at the start (to <1 %) and the body class is learnt from there."""
+    out = dict(state)
+    for name in ("head.weight", "head.bias"):
+        old, new = state[name], net.state_dict()[name]
+        if old.shape[0] == 2 and new.shape[0] == 3:
+            body = old[:1] - 5.0 if name == "head.bias" else old[:1]
+            out[name] = torch.cat([old[:1], body, old[1:]], dim=0)
+    return out
 
 
 # --------------------------------------------------------------------------------------------- samples
@@ -129,7 +152,8 @@ def disc_sample(case: D.Case, rng: np.random.Generator):
         {},
     )
     image = D.synthesize_image(sub, rng)[margin:-margin, margin:-margin, margin:-margin]
-    target = D.disc_mask(sub.labels)[margin:-margin, margin:-margin, margin:-margin]
+    labels = sub.labels[margin:-margin, margin:-margin, margin:-margin]
+    target = np.where(D.disc_mask(labels), 2, np.where(D.spine_mask(labels), 1, 0))
     if rng.random() < 0.5:
         image, target = image[::-1], target[::-1]
     image, target = _pad_to(image, DISC_PATCH_2MM), _pad_to(target, DISC_PATCH_2MM, False)
@@ -139,14 +163,23 @@ def disc_sample(case: D.Case, rng: np.random.Generator):
 # --------------------------------------------------------------------------------------------- losses
 
 
-def focal_dice_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
+def focal_dice_loss(
+    logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, dice_sets: tuple = ((1,),)
+) -> torch.Tensor:
+    """Focal loss over all classes + one soft Dice term per set of classes (a set = one foreground structure:
+    (2,) the discs, (1, 2) the spine = bodies + discs)."""
     logp = F.log_softmax(logits, dim=1)
     logp_t = logp.gather(1, target[:, None]).squeeze(1)
     focal = (-((1 - logp_t.exp()) ** gamma) * logp_t).mean()
-    prob = logp.exp()[:, 1]
-    tgt = (target == 1).float()
-    dice = 1 - (2 * (prob * tgt).sum() + 1) / (prob.sum() + tgt.sum() + 1)
-    return focal + dice
+    loss = focal
+    for classes in dice_sets:
+        prob = sum(logp[:, c].exp() for c in classes)
+        tgt = sum((target == c).float() for c in classes)
+        loss = loss + 1 - (2 * (prob * tgt).sum() + 1) / (prob.sum() + tgt.sum() + 1)
+    return loss
+
+
+DISC_DICE_SETS = ((2,), (1, 2))
 
 
 def heatmap_loss(pred: torch.Tensor, heat: torch.Tensor) -> torch.Tensor:
@@ -215,13 +248,48 @@ class _Samples(torch.utils.data.IterableDataset):
                 case = self.user[int(rng.integers(len(self.user)))]
             else:
                 case = D.load_case(self.paths[int(rng.integers(len(self.paths)))])
-            yield localize_sample(case, rng) if self.stage == "localize" else disc_sample(case, rng)
+            if self.stage == "levels":
+                yield LV.level_sample(case, rng)
+            else:
+                yield localize_sample(case, rng) if self.stage == "localize" else disc_sample(case, rng)
+
+
+def validate_levels(net, val_paths: list[Path]) -> dict[str, float]:
+    """Class accuracy on 4 fixed samples per validation case (seeds 50001+), overall and at the junction
+    (T11-T12 .. L2-L3, where the lumbar count is decided)."""
+    net.eval()
+    right, junction = [], []
+    with torch.inference_mode():
+        for k, path in enumerate(val_paths):
+            rng = np.random.default_rng(900 + k)
+            case = D.load_case(path)
+            for _ in range(4):
+                img, cls = LV.level_sample(case, rng)
+                pred = int(net(torch.from_numpy(img[None])).argmax(dim=1))
+                right.append(pred == cls)
+    # The junction share of the samples is drawn by level_sample; count it separately with a fixed pass.
+    with torch.inference_mode():
+        for k, path in enumerate(val_paths):
+            case = D.load_case(path)
+            for info in case.discs.values():
+                if info["name"] in LV.JUNCTION:
+                    img = LV.patches_at(_val_image(case, k), [info["centroid_vox"]])
+                    junction.append(int(net(torch.from_numpy(img)).argmax(dim=1)) == LV.class_of(info["name"]))
+    net.train()
+    return {"val_accuracy": float(np.mean(right)), "val_junction_accuracy": float(np.mean(junction))}
+
+
+def _val_image(case: D.Case, k: int) -> np.ndarray:
+    """One whole synthetic image of a validation case (fixed seed), as inference would see it."""
+    return D.synthesize_image(case, np.random.default_rng(700 + k))
 
 
 def validate(stage: str, net: VNet, val_paths: list[Path]) -> dict[str, float]:
     """Fixed synthetic validation samples (seeds 50001+, never trained on)."""
+    if stage == "levels":
+        return validate_levels(net, val_paths)
     net.eval()
-    dices, dists = [], []
+    dices, dists, spine_dices = [], [], []
     with torch.inference_mode():
         for k, path in enumerate(val_paths):
             rng = np.random.default_rng(900 + k)
@@ -237,10 +305,13 @@ def validate(stage: str, net: VNet, val_paths: list[Path]) -> dict[str, float]:
                         dists.append(4.0 * float(np.linalg.norm(np.subtract(t, p))))
             else:
                 img, target = disc_sample(case, rng)
-                out = net(torch.from_numpy(img[None]))[0].numpy()
-                dices.append(dice_score(out[1] > out[0], target.astype(bool)))
+                cls = net(torch.from_numpy(img[None]))[0].numpy().argmax(axis=0)
+                dices.append(dice_score(cls == 2, target == 2))
+                spine_dices.append(dice_score(cls > 0, target > 0))
     net.train()
     res = {"val_dice": float(np.mean(dices))}
+    if spine_dices:
+        res["val_spine_dice"] = float(np.mean(spine_dices))
     if dists:
         res["val_peak_error_mm_median"] = float(np.median(dists))
         res["val_peak_within_6mm"] = float(np.mean(np.array(dists) < 6.0))
@@ -279,10 +350,17 @@ def train(
         # Fine-tuning (e.g. on a user's own data) starts from existing weights with a fresh optimizer.
         from .infer import load_model
 
-        net.load_state_dict(load_model(stage, init_from)[0].state_dict())
+        state = load_model(stage, init_from)[0].state_dict()
+        net.load_state_dict(LV.adapt_head(state, net) if stage == "levels" else adapt_head(state, net))
         log(f"starting {stage} from the weights in {init_from}")
+    if stage == "levels" and user:
+        raise ValueError("the levels stage trains on phantoms only (user label maps do not say which disc is lumbosacral)")
     loader = torch.utils.data.DataLoader(
-        _Samples(stage, paths, seed, user), batch_size=None, num_workers=1, prefetch_factor=4, persistent_workers=True
+        _Samples(stage, paths, seed, user),
+        batch_size=LEVEL_BATCH if stage == "levels" else None,
+        num_workers=1,
+        prefetch_factor=4,
+        persistent_workers=True,
     )
     it = iter(loader)
     t0 = time.time()
@@ -296,9 +374,12 @@ def train(
             img, spine, heat = (torch.as_tensor(x)[None] for x in batch)
             out = net(img)
             loss = focal_dice_loss(out[:, :2], spine) + heatmap_loss(out[:, 2:], heat)
+        elif stage == "levels":
+            img, cls = batch
+            loss = F.cross_entropy(net(img), cls)
         else:
             img, target = (torch.as_tensor(x)[None] for x in batch)
-            loss = focal_dice_loss(net(img), target)
+            loss = focal_dice_loss(net(img), target, dice_sets=DISC_DICE_SETS)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -339,21 +420,24 @@ def export(
     cfg = STAGES[stage]
     weights = out_dir / f"{stage}.safetensors"
     save_file({k: v.detach().contiguous() for k, v in net.state_dict().items()}, str(weights))
+    vnet = {"class": "VNet", "in_channels": 1, "out_channels": cfg.out_channels}
+    vnet.update(base_channels=cfg.base_channels, levels=cfg.levels)
+    outputs = {
+        "localize": ["background", "spine"] + [f"heatmap {lv}" for lv in D.LEVELS],
+        "discs": list(DISC_CLASSES),
+        "levels": list(LV.CLASSES),
+    }[stage]
     card = {
         "stage": stage,
-        "architecture": {
-            "class": "VNet",
-            "in_channels": 1,
-            "out_channels": cfg.out_channels,
-            "base_channels": cfg.base_channels,
-            "levels": cfg.levels,
-        },
-        "outputs": ["background", "spine"] + [f"heatmap {lv}" for lv in D.LEVELS]
-        if stage == "localize"
-        else ["background", "disc"],
+        "architecture": {"class": "LevelNet", "in_channels": 1, "classes": list(LV.CLASSES)}
+        if stage == "levels"
+        else vnet,
+        "outputs": outputs,
         "spacing_mm": cfg.spacing_mm,
-        "input": "canonical LPS grid, intensities scaled by networks.data.normalise; sides multiple of 8 voxels",
-        "input_size_trained": list(LOCALIZE_CROP_4MM if stage == "localize" else DISC_PATCH_2MM),
+        "input": "canonical LPS grid, intensities scaled by networks.data.normalise; sides multiple of 8 voxels"
+        if stage != "levels"
+        else "48^3 patch of the canonical LPS grid centred on a disc candidate, normalised on its own",
+        "input_size_trained": list({"localize": LOCALIZE_CROP_4MM, "discs": DISC_PATCH_2MM, "levels": LV.PATCH_2MM}[stage]),
         "training_data": {
             "phantom_seeds": f"{TRAIN_SEEDS.start}-{TRAIN_SEEDS.stop - 1}",
             "validation_seeds": f"{VAL_SEEDS.start}-{VAL_SEEDS.stop - 1}",

@@ -1,0 +1,136 @@
+"""Level classifier (thoracic / lumbar / lumbosacral disc): classes, patches, training samples, and its use in
+the sequence matching that decides the lumbar count."""
+
+import numpy as np
+import pytest
+import torch
+from SpineLocalizerLib.networks import data as D
+from SpineLocalizerLib.networks import levels as LV
+from SpineLocalizerLib.networks.infer import level_names
+from SpineLocalizerLib.networks.infer import match_sequence as _match
+
+
+def test_classes_follow_the_upper_and_lower_vertebra():
+    assert [LV.class_of(n) for n in ("T8-T9", "T11-T12", "T12-L1")] == [0, 0, 0]
+    assert [LV.class_of(n) for n in ("L1-L2", "L4-L5", "L5-L6")] == [1, 1, 1]
+    assert [LV.class_of(n) for n in ("L4-S1", "L5-S1", "L6-S1")] == [2, 2, 2]
+
+
+def test_patch_is_centred_and_zero_outside_the_volume():
+    vol = np.arange(20 * 22 * 24, dtype=np.float32).reshape(20, 22, 24)
+    p = LV.cut_patch(vol, (10, 11, 12), size=(6, 6, 6))
+    assert np.array_equal(p, vol[7:13, 8:14, 9:15])
+    edge = LV.cut_patch(vol, (1, 11, 12), size=(6, 6, 6))  # starts 2 voxels before the volume
+    assert np.all(edge[:2] == 0) and np.array_equal(edge[2:], vol[0:4, 8:14, 9:15])
+    assert not LV.cut_patch(vol, (100, 11, 12), size=(6, 6, 6)).any()
+    assert LV.cut_patch(vol.astype(np.uint8), (10, 11, 12)).dtype == np.uint8
+
+
+def test_level_net_gives_log_probabilities_of_each_class_per_candidate():
+    net = LV.LevelNet().eval()
+    image = np.random.default_rng(0).random((60, 60, 80)).astype(np.float32)
+    logp = LV.class_log_probabilities(net, image, np.array([[30.0, 30.0, 20.0], [30.0, 30.0, 60.0]]))
+    assert logp.shape == (2, len(LV.CLASSES)) == (2, 4)
+    assert np.allclose(np.exp(logp).sum(axis=1), 1.0, atol=1e-5)
+    assert LV.class_log_probabilities(net, image, np.zeros((0, 3))).shape == (0, 4)
+    assert sum(p.numel() for p in net.parameters()) < 1_000_000
+
+
+def test_training_samples_carry_the_class_of_the_disc_they_show(phantoms, tmp_path):
+    case = D.load_case(D.make_phantom_case(11, tmp_path))
+    rng = np.random.default_rng(1)
+    seen = set()
+    for _ in range(12):
+        img, cls = LV.level_sample(case, rng)
+        assert img.shape == (1,) + LV.PATCH_2MM and np.isfinite(img).all() and img.max() > 0
+        seen.add(cls)
+    assert seen <= {0, 1, 2, 3} and len(seen) >= 2
+    # With a single disc left in the case, the class is that disc's, or now and then "not a disc".
+    code, info = next((c, i) for c, i in case.discs.items() if i["name"] == "T12-L1")
+    only = D.Case(case.labels, case.tissue, None, {code: info})
+    drawn = [LV.level_sample(only, rng)[1] for _ in range(8)]
+    assert set(drawn) <= {0, LV.NOT_A_DISC} and drawn.count(0) >= 4
+
+
+def _chain(n_components: int):
+    centres = np.array([[0.0, 0.0, 36.0 * r] for r in range(n_components)])
+    return np.zeros((n_components, len(D.LEVELS))), centres
+
+
+def _confident(classes) -> np.ndarray:
+    """Log-probabilities of a classifier 95 % sure of each class in `classes`."""
+    logp = np.full((len(classes), 3), np.log(0.025))
+    logp[np.arange(len(classes)), classes] = np.log(0.95)
+    return logp
+
+
+@pytest.mark.parametrize("n_lumbar", [4, 5, 6])
+def test_the_classifier_decides_the_lumbar_count(n_lumbar):
+    # Lumbosacral at the bottom, n_lumbar - 1 lumbar discs, then thoracic ones: thickness and footprint are the
+    # same everywhere, so only the classifier can tell where the thoracolumbar junction is.
+    classes = [2] + [1] * (n_lumbar - 1) + [0] * 4
+    responses, centres = _chain(len(classes))
+    heights, areas = np.full(len(classes), 8.0), np.full(len(classes), 1000.0)
+    _, count, shift, names = _match(
+        responses,
+        centres,
+        None,
+        heights_mm=heights,
+        areas_mm2=areas,
+        sacrum_below=True,
+        class_logp=_confident(classes),
+    )
+    assert (count, shift) == (n_lumbar, 0)
+    assert names[n_lumbar] == "T12-L1" and names[0].endswith("-S1")
+
+
+def test_a_lumbosacral_patch_anchors_a_chain_cut_at_the_bottom():
+    # The lowest visible disc is lumbar, not lumbosacral (L5-S1 below the field of view): shift 1.
+    classes = [1, 1, 1, 1, 0, 0, 0]
+    responses, centres = _chain(len(classes))
+    _, count, shift, names = _match(responses, centres, None, class_logp=_confident(classes))
+    assert (count, shift) == (5, 1) and names[shift] == "L4-L5"
+    assert level_names(5)[5] == "T12-L1"
+
+
+def _confident4(classes) -> np.ndarray:
+    logp = np.full((len(classes), 4), np.log(0.02))
+    logp[np.arange(len(classes)), classes] = np.log(0.94)
+    return logp
+
+
+def test_a_sacral_candidate_below_the_lumbosacral_disc_is_not_named():
+    # Bottom-up: a candidate in the sacrum (class 3), the lumbosacral disc, four lumbar, four thoracic discs.
+    classes = [3, 2, 1, 1, 1, 1, 0, 0, 0, 0]
+    responses, centres = _chain(len(classes))
+    _, count, shift, names = _match(responses, centres, None, sacrum_below=True, class_logp=_confident4(classes))
+    assert (count, shift) == (5, -1)
+    assert names[1 + shift].endswith("-S1") and names[5 + shift] == "L1-L2"
+    # Read as a disc (a three-class classifier cannot say otherwise), it would add a lumbar vertebra.
+    three = _confident4(classes)[:, :3]
+    three[0] = np.log([0.02, 0.02, 0.96])
+    assert _match(responses, centres, None, sacrum_below=True, class_logp=three)[1:3] == (6, 0)
+
+
+def test_label_discs_leaves_a_sacral_candidate_unlabelled():
+    from SpineLocalizerLib.networks.canonical import CanonicalGrid
+    from SpineLocalizerLib.networks.infer import label_discs
+
+    size = (40, 40, 200)
+    ks = [10 + 18 * r for r in range(10)]  # 36 mm apart at 2 mm
+    prob = np.zeros(size, dtype=np.float32)
+    for k in ks:
+        prob[10:30, 12:28, k - 2 : k + 3] = 0.95
+    grid = CanonicalGrid(origin=np.zeros(3), size=size, spacing=2.0)
+    heat4 = np.zeros((len(D.LEVELS), 20, 20, 100), dtype=np.float32)
+    box = tuple(slice(0, n) for n in size)
+    classes = [3, 2, 1, 1, 1, 1, 0, 0, 0, 0]
+
+    def classify(centres_vox):
+        assert len(centres_vox) == len(classes)
+        return _confident4(classes)
+
+    out, _, count, _ = label_discs(prob, heat4, np.zeros(3, int), box, grid, None, classify=classify)
+    assert count == 5
+    assert out[20, 20, ks[0]] == 0  # the sacral candidate
+    assert out[20, 20, ks[1]] == 124 and out[20, 20, ks[5]] == 120  # L5-S1 and L1-L2 (codes 100 + upper)
