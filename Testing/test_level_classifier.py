@@ -134,3 +134,16 @@ def test_label_discs_leaves_a_sacral_candidate_unlabelled():
     assert count == 5
     assert out[20, 20, ks[0]] == 0  # the sacral candidate
     assert out[20, 20, ks[1]] == 124 and out[20, 20, ks[5]] == 120  # L5-S1 and L1-L2 (codes 100 + upper)
+
+
+def test_the_longest_chain_keeps_the_spine_and_drops_blobs_beside_it():
+    from SpineLocalizerLib.networks.infer import _longest_chain
+
+    spine = [[0.0, 0.0, 36.0 * r] for r in range(6)]
+    blobs = [[0.0, -70.0, 50.0], [0.0, -75.0, 90.0], [0.0, 5.0, 40.0]]  # bowel in front; a fragment 4 mm up
+    centres = np.array(sorted(spine + blobs, key=lambda c: c[2]))
+    chain = centres[_longest_chain(centres)]
+    assert len(chain) == 6 and np.allclose(chain[:, 1], 0.0)
+    # One missed disc (72 mm gap) does not break the chain.
+    gap = np.array([c for k, c in enumerate(spine) if k != 3])
+    assert len(_longest_chain(gap)) == 5
