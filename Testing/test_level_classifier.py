@@ -3,7 +3,6 @@ the sequence matching that decides the lumbar count."""
 
 import numpy as np
 import pytest
-import torch
 from SpineLocalizerLib.networks import data as D
 from SpineLocalizerLib.networks import levels as LV
 from SpineLocalizerLib.networks.infer import level_names
@@ -112,25 +111,33 @@ def test_a_sacral_candidate_below_the_lumbosacral_disc_is_not_named():
     assert _match(responses, centres, None, sacrum_below=True, class_logp=three)[1:3] == (6, 0)
 
 
-def test_label_discs_leaves_a_sacral_candidate_unlabelled():
+def _disc_stack(n_discs: int):
+    """label_discs arguments for a probability map of `n_discs` flat discs 36 mm apart (2 mm canonical grid),
+    with no heatmap response, and the discs' k indices."""
     from SpineLocalizerLib.networks.canonical import CanonicalGrid
-    from SpineLocalizerLib.networks.infer import label_discs
 
     size = (40, 40, 200)
-    ks = [10 + 18 * r for r in range(10)]  # 36 mm apart at 2 mm
+    ks = [10 + 18 * r for r in range(n_discs)]
     prob = np.zeros(size, dtype=np.float32)
     for k in ks:
         prob[10:30, 12:28, k - 2 : k + 3] = 0.95
     grid = CanonicalGrid(origin=np.zeros(3), size=size, spacing=2.0)
     heat4 = np.zeros((len(D.LEVELS), 20, 20, 100), dtype=np.float32)
     box = tuple(slice(0, n) for n in size)
+    return (prob, heat4, np.zeros(3, int), box, grid, None), ks
+
+
+def test_label_discs_leaves_a_sacral_candidate_unlabelled():
+    from SpineLocalizerLib.networks.infer import label_discs
+
+    args, ks = _disc_stack(10)
     classes = [3, 2, 1, 1, 1, 1, 0, 0, 0, 0]
 
     def classify(centres_vox):
         assert len(centres_vox) == len(classes)
         return _confident4(classes)
 
-    out, _, count, _ = label_discs(prob, heat4, np.zeros(3, int), box, grid, None, classify=classify)
+    out, _, count, _ = label_discs(*args, classify=classify)
     assert count == 5
     assert out[20, 20, ks[0]] == 0  # the sacral candidate
     assert out[20, 20, ks[1]] == 124 and out[20, 20, ks[5]] == 120  # L5-S1 and L1-L2 (codes 100 + upper)
@@ -147,3 +154,17 @@ def test_the_longest_chain_keeps_the_spine_and_drops_blobs_beside_it():
     # One missed disc (72 mm gap) does not break the chain.
     gap = np.array([c for k, c in enumerate(spine) if k != 3])
     assert len(_longest_chain(gap)) == 5
+
+
+def test_a_chain_found_outside_the_spine_box_needs_the_classifier_to_call_it_discs():
+    from SpineLocalizerLib.networks.infer import label_discs
+
+    args, _ = _disc_stack(6)
+    discs = _confident4([2, 1, 1, 1, 1, 0])
+    noise = _confident4([3, 3, 3, 3, 1, 3])
+    out, conf, _, _ = label_discs(*args, classify=lambda c: discs, chain_only=True)
+    assert len(conf) == 6 and out.any()
+    out, conf, _, message = label_discs(*args, classify=lambda c: noise, chain_only=True)
+    assert conf == {} and not out.any() and "no chain" in message
+    # Inside a located spine the same candidates are still labelled (the gate is for the wide search only).
+    assert len(label_discs(*args, classify=lambda c: noise)[1]) > 0

@@ -118,8 +118,10 @@ def main() -> None:
     (work / "captured.json").write_text(json.dumps(rows, default=lambda a: np.asarray(a).tolist()))
     infer.LUMBAR_LOGIT = tuple(float(v) for v in fit_logit(rows))
     classifier_accuracy(rows)
-    print("| classifier weight | shape prior too | response weight | sacrum shift penalty | log prior of 5 lumbar "
-          "| cases labelled right |")
+    print(
+        "| classifier weight | shape prior too | response weight | sacrum shift penalty | log prior of 5 lumbar "
+        "| cases labelled right |"
+    )
     print("| --- | --- | --- | --- | --- | --- |")
     has_classifier = all(r.get("class_logp") is not None for r in rows)
     weights = (0.0, 0.5, 1.0, 2.0) if has_classifier else (0.0,)

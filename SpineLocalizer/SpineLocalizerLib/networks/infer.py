@@ -471,9 +471,7 @@ def match_sequence(
     "not a disc") also lets the lowest one or two components be sacral, not discs (s = -1 or -2: component r is
     level r + s; they score their "not a disc" log-probability). Returns (score, n, s, names).
     """
-    best = _match_chain(
-        responses, centres_mm, lumbar_count, max_shift, heights_mm, sacrum_below, areas_mm2, class_logp
-    )
+    best = _match_chain(responses, centres_mm, lumbar_count, max_shift, heights_mm, sacrum_below, areas_mm2, class_logp)
     if class_logp is None or class_logp.shape[1] <= LV.NOT_A_DISC:
         return best
     for drop in range(1, MAX_SACRAL_CANDIDATES + 1):

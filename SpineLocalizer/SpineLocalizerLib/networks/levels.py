@@ -90,7 +90,9 @@ def cut_patch(volume: np.ndarray, centre_vox, size=PATCH_2MM) -> np.ndarray:
 def _not_a_disc_centre(case: D.Case, rng: np.random.Generator) -> np.ndarray | None:
     """A random voxel of the sacrum (most often) or of a vertebral body."""
     sacrum = VERTEBRA_CODES["S1"]
-    pick = case.labels == sacrum if rng.random() < SACRUM_SHARE else D.spine_mask(case.labels) & ~D.disc_mask(case.labels)
+    pick = (
+        case.labels == sacrum if rng.random() < SACRUM_SHARE else D.spine_mask(case.labels) & ~D.disc_mask(case.labels)
+    )
     idx = np.argwhere(pick[::2, ::2, ::2]) * 2  # every other voxel is plenty to choose a centre from
     return idx[int(rng.integers(len(idx)))].astype(float) if len(idx) else None
 
@@ -132,7 +134,7 @@ def patches_at(image2: np.ndarray, centres_vox: np.ndarray) -> np.ndarray:
     return np.stack([D.normalise(cut_patch(image2, c).astype(np.float32))[None] for c in centres_vox])
 
 
-def adapt_head(state: dict, net: "LevelNet") -> dict:
+def adapt_head(state: dict, net: LevelNet) -> dict:
     """Weights of a three-class classifier for the four-class one: the new "not a disc" output starts at zero
     weights and a low bias (probability ~0 at first), the three others keep theirs."""
     out = dict(state)

@@ -354,7 +354,9 @@ def train(
         net.load_state_dict(LV.adapt_head(state, net) if stage == "levels" else adapt_head(state, net))
         log(f"starting {stage} from the weights in {init_from}")
     if stage == "levels" and user:
-        raise ValueError("the levels stage trains on phantoms only (user label maps do not say which disc is lumbosacral)")
+        raise ValueError(
+            "the levels stage trains on phantoms only (user label maps do not say which disc is lumbosacral)"
+        )
     loader = torch.utils.data.DataLoader(
         _Samples(stage, paths, seed, user),
         batch_size=LEVEL_BATCH if stage == "levels" else None,
@@ -437,7 +439,9 @@ def export(
         "input": "canonical LPS grid, intensities scaled by networks.data.normalise; sides multiple of 8 voxels"
         if stage != "levels"
         else "48^3 patch of the canonical LPS grid centred on a disc candidate, normalised on its own",
-        "input_size_trained": list({"localize": LOCALIZE_CROP_4MM, "discs": DISC_PATCH_2MM, "levels": LV.PATCH_2MM}[stage]),
+        "input_size_trained": list(
+            {"localize": LOCALIZE_CROP_4MM, "discs": DISC_PATCH_2MM, "levels": LV.PATCH_2MM}[stage]
+        ),
         "training_data": {
             "phantom_seeds": f"{TRAIN_SEEDS.start}-{TRAIN_SEEDS.stop - 1}",
             "validation_seeds": f"{VAL_SEEDS.start}-{VAL_SEEDS.stop - 1}",
