@@ -58,7 +58,8 @@ def main() -> None:
         s = summarise(rows)
         print(
             f"real vertebrae_t2 ({s['cases']} cases, resampled to 4 mm x 1.5 mm sagittal): identification {s['identification_rate']:.3f}, "
-            f"normal error median {s['normal_error_median_deg']:.2f} deg, p95 {s['normal_error_p95_deg']:.2f} deg"
+            f"normal error median {s['normal_error_median_deg']:.2f} deg, p95 {s['normal_error_p95_deg']:.2f} deg; "
+            f"discs found whatever their name (< 6 mm per axis) {s['found_any_name_rate']:.3f}"
         )
 
 

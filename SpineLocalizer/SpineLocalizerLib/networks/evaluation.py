@@ -221,6 +221,11 @@ def evaluate_real_case(image_path: Path, labels_path: Path, model_dir: Path = MO
     ref = {k: v for k, v in ref.items() if k in ("T12-L1", "L1-L2", "L2-L3", "L3-L4", "L4-L5")}
     result = run_pipeline([image], model_dir=model_dir)
     pred = _pred_discs(result)
+    # Found at all, whatever the name: a reference disc with some predicted disc < 6 mm away on each axis. Tells
+    # detection failures from naming failures.
+    found = sum(
+        any(np.all(np.abs(np.asarray(p["center"]) - r["center"]) < 6.0) for p in pred.values()) for r in ref.values()
+    )
     # Predictions outside T12-L1..L4-L5 (e.g. L5-S1, which has no reference here) are not scored.
     pred = {k: v for k, v in pred.items() if k in ref}
     correct, errors = identification(pred, ref) if ref and pred else (0, [])
@@ -229,6 +234,7 @@ def evaluate_real_case(image_path: Path, labels_path: Path, model_dir: Path = MO
         "reference_discs": len(ref),
         "predicted": sorted(pred),
         "correct": correct,
+        "found_any_name": found,
         "normal_errors_deg": [e for _, e in errors],
         "message": result.message,
         "lumbar_count_detected": result.lumbar_count,
@@ -245,6 +251,8 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, float]:
         "normal_error_median_deg": float(np.median(errs)) if errs else float("nan"),
         "normal_error_p95_deg": float(np.percentile(errs, 95)) if errs else float("nan"),
     }
+    if rows and "found_any_name" in rows[0]:
+        out["found_any_name_rate"] = sum(r["found_any_name"] for r in rows) / ref if ref else 0.0
     if rows and "spine_dice" in rows[0]:
         out["spine_dice_mean"] = float(np.mean([r["spine_dice"] for r in rows]))
         out["disc_dice_mean"] = float(np.mean([r["disc_dice"] for r in rows]))
