@@ -2,6 +2,7 @@
 
 .venv/bin/python Testing/bench/evaluate_pipeline.py phantoms [N]     # synthetic, seeds 100000+
 .venv/bin/python Testing/bench/evaluate_pipeline.py real             # ../shared/data/real/vertebrae_t2
+.venv/bin/python Testing/bench/evaluate_pipeline.py real B [MODELS]  # one fold (A or B), weights from MODELS
 """
 
 from __future__ import annotations
@@ -10,9 +11,15 @@ import sys
 import time
 from pathlib import Path
 
-from SpineLocalizerLib.networks.evaluation import dump, evaluate_phantoms, evaluate_real_case, summarise
-
-REAL = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "real" / "vertebrae_t2"
+from SpineLocalizerLib.networks import MODEL_DIR
+from SpineLocalizerLib.networks.evaluation import (
+    REAL_CASES_DIR,
+    dump,
+    evaluate_phantoms,
+    evaluate_real_case,
+    real_fold,
+    summarise,
+)
 
 
 def main() -> None:
@@ -44,20 +51,24 @@ def main() -> None:
                     f"  {kind}: spine {k['spine_dice_mean']:.3f}, discs {k['disc_dice_mean']:.3f}, id {k['identification_rate']:.3f}, normal {k['normal_error_median_deg']:.2f} deg"
                 )
     else:
-        if not REAL.exists():
-            sys.exit(f"real data not found at {REAL}")
+        if not REAL_CASES_DIR.exists():
+            sys.exit(f"real data not found at {REAL_CASES_DIR}")
+        fold = sys.argv[2] if len(sys.argv) > 2 else None
+        models = Path(sys.argv[3]) if len(sys.argv) > 3 else MODEL_DIR
+        print(f"fold {fold or 'all'}, weights from {models}")
         rows = []
-        for image in sorted(REAL.glob("*_image.nii.gz")):
-            r = evaluate_real_case(image, image.with_name(image.name.replace("_image", "_vertebrae")))
+        for image in real_fold(fold):
+            labels = image.with_name(image.name.replace("_image", "_vertebrae"))
+            r = evaluate_real_case(image, labels, model_dir=models)
             rows.append(r)
             print(
                 f"{r['case']}: {r['correct']}/{r['reference_discs']} identified, predicted {r['predicted']}, normal errors {[round(e, 1) for e in r['normal_errors_deg']]}",
                 flush=True,
             )
-        dump(rows, Path("out/eval_pipeline_real.json"))
+        dump(rows, Path(f"out/eval_pipeline_real{'_' + fold if fold else ''}.json"))
         s = summarise(rows)
         print(
-            f"real vertebrae_t2 ({s['cases']} cases, resampled to 4 mm x 1.5 mm sagittal): identification {s['identification_rate']:.3f}, "
+            f"real vertebrae_t2 ({s['cases']} cases, fold {fold or 'all'}, resampled to 4 mm x 1.5 mm sagittal): identification {s['identification_rate']:.3f}, "
             f"normal error median {s['normal_error_median_deg']:.2f} deg, p95 {s['normal_error_p95_deg']:.2f} deg; "
             f"discs found whatever their name (< 6 mm per axis) {s['found_any_name_rate']:.3f}"
         )

@@ -7,14 +7,16 @@ view, left-right flips. Targets come from the label map: the spine mask (bodies 
 Gaussian heatmap per disc level (peak 256, LVP).
 
 Users' own data: a folder with `<case>_image.nii.gz` + `<case>_labels.nii.gz` pairs (labels in the project codes:
-VerSe vertebrae, 100 + upper vertebra for discs) is read by `user_cases`; images are used as they are.
+VerSe vertebrae, 100 + upper vertebra for discs) is read by `user_cases`; images are used as they are (resample
+them to the localizer geometry you will run on). Labelled vertebral bodies alone are enough for the level
+classifier (disc positions are derived from them, `body_references.level_targets`).
 """
 
 from __future__ import annotations
 
 import json
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +48,9 @@ class Case:
     tissue: np.ndarray | None  # tissue classes (phantoms) or None (user data with a real image)
     image: np.ndarray | None  # real image for user data
     discs: dict[int, dict]  # code -> {"name", "centroid_vox"}
+    # User data only: (canonical voxel, what lies there: a disc name or "not a disc") for the level classifier,
+    # derived from the labelled bodies (networks/body_references.py).
+    level_targets: list[tuple[list[float], str]] = field(default_factory=list)
 
 
 def canonical_axes(fov_mm=CANONICAL_FOV_MM, spacing=CANONICAL_SPACING_MM):
@@ -90,6 +95,7 @@ def load_case(path: Path) -> Case:
 def user_cases(folder: Path) -> list[Case]:
     """Image + label pairs from a user's folder, resampled to the canonical grid around their centre."""
     from ..volume_io import read_volume
+    from .body_references import level_targets
     from .canonical import to_canonical
 
     cases = []
@@ -106,7 +112,11 @@ def user_cases(folder: Path) -> list[Case]:
                 upper = CODE_TO_VERTEBRA[int(code) - DISC_CODE_OFFSET]
                 idx = np.argwhere(lab_c == code)
                 discs[int(code)] = {"name": f"{upper}-?", "centroid_vox": idx.mean(axis=0).tolist()}
-        cases.append(Case(labels=lab_c.astype(np.uint8), tissue=None, image=img_c, discs=discs))
+        targets = [
+            (((point - grid.origin) / grid.spacing).tolist(), what)
+            for point, what in level_targets(grid.as_volume(lab_c))
+        ]
+        cases.append(Case(lab_c.astype(np.uint8), None, img_c, discs, targets))
     return cases
 
 

@@ -16,13 +16,14 @@ from typing import Any
 import numpy as np
 
 from ..geometry import angle_between_deg
-from ..labels import CODE_TO_VERTEBRA, DISC_CODE_OFFSET, disc_code
+from ..labels import DISC_CODE_OFFSET
 from ..phantom.generate import generate_case, spine_mask
 from ..phantom.params import sample_params
 from ..planning.disc_geometry import measure_discs
 from ..planning.evaluation import EVAL_SEED_BASE, variation
 from ..volume_io import Volume, read_volume
 from . import MODEL_DIR
+from .body_references import reference_discs_from_bodies
 from .infer import discs_on, run_pipeline, spine_on
 
 LUMBAR_UPPER = ("T12", "L1", "L2", "L3", "L4", "L5", "L6")
@@ -160,58 +161,20 @@ def resample_to_localizer(
     return from_sitk(out)
 
 
-def _endplate(labels: Volume, code: int, pts: np.ndarray, toward: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Centre and normal of the endplate of body `code` that faces direction `toward`.
-
-    Surface voxels are those whose neighbour 1.5 mm along `toward` is outside the body; the central 70 % of them
-    (by distance from the body axis) avoid the rounded rims, and a plane is fitted to them (least variance).
-    """
-    probe = labels.world_to_index(pts + 1.5 * toward)
-    ijk = np.rint(probe).astype(int)
-    inside = np.all((ijk >= 0) & (ijk < labels.array.shape), axis=1)
-    outside = np.ones(len(pts), dtype=bool)
-    outside[inside] = labels.array[tuple(ijk[inside].T)] != code
-    surf = pts[outside & (((pts - pts.mean(axis=0)) @ toward) > 0)]
-    radial = surf - surf.mean(axis=0)
-    radial -= np.outer(radial @ toward, toward)
-    r = np.linalg.norm(radial, axis=1)
-    core = surf[r <= np.percentile(r, 70)]
-    c = core.mean(axis=0)
-    _, vecs = np.linalg.eigh(np.cov((core - c).T))
-    n = vecs[:, 0]
-    return c, n * np.sign(n @ toward)
+# The repository's sibling `shared` folder (not shipped; see shared/data/real/README.md).
+REAL_CASES_DIR = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "real" / "vertebrae_t2"
 
 
-def reference_discs_from_bodies(labels: Volume) -> dict[str, dict]:
-    """Disc centres and normals between adjacent labelled vertebral bodies (shared/data/real README).
-
-    Centre: midpoint of the two facing endplates; normal: mean of the two endplate normals (pointing cranially).
-    Endplate planes are fitted to the bodies' surfaces because the real body masks are too cube-like for their
-    principal axes to give the endplate orientation.
-    """
-    bodies = {}
-    for code in np.unique(labels.array):
-        name = CODE_TO_VERTEBRA.get(int(code))
-        if name is not None:
-            pts = labels.index_to_world(np.argwhere(labels.array == code))
-            if len(pts) >= 200:
-                bodies[name] = (int(code), pts)
-    order = ["T11", "T12", "L1", "L2", "L3", "L4", "L5"]
-    out = {}
-    for upper, lower in zip(order[:-1], order[1:]):
-        if upper not in bodies or lower not in bodies:
-            continue
-        (cu, pu), (cl, pl) = bodies[upper], bodies[lower]
-        down = pl.mean(axis=0) - pu.mean(axis=0)
-        down /= np.linalg.norm(down)
-        c_up, n_up = _endplate(labels, cu, pu, down)
-        c_lo, n_lo = _endplate(labels, cl, pl, -down)
-        normal = n_lo - n_up  # both turned to point cranially
-        normal /= np.linalg.norm(normal)
-        if normal[2] < 0:
-            normal = -normal
-        out[f"{upper}-{lower}"] = {"center": 0.5 * (c_up + c_lo), "normal": normal, "code": disc_code(upper)}
-    return out
+def real_fold(fold: str | None, folder: Path = REAL_CASES_DIR) -> list[Path]:
+    """Images of the real cases, all of them (`fold` None) or one of two fixed folds for cross-validation: "A" =
+    the 1st, 3rd, 5th ... case in name order, "B" = the others. Weights fine-tuned on one fold are evaluated
+    only on the other."""
+    images = sorted(folder.glob("*_image.nii.gz"))
+    if fold is None:
+        return images
+    if fold not in ("A", "B"):
+        raise ValueError(f"fold must be A or B, got {fold!r}")
+    return images[0::2] if fold == "A" else images[1::2]
 
 
 def evaluate_real_case(image_path: Path, labels_path: Path, model_dir: Path = MODEL_DIR) -> dict[str, Any]:

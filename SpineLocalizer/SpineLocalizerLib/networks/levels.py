@@ -97,9 +97,27 @@ def _not_a_disc_centre(case: D.Case, rng: np.random.Generator) -> np.ndarray | N
     return idx[int(rng.integers(len(idx)))].astype(float) if len(idx) else None
 
 
+def _user_target(case: D.Case, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """A level target of a user case: a disc (junction levels more often) or, now and then, "not a disc"."""
+    discs = [(c, n) for c, n in case.level_targets if n != "not a disc"]
+    others = [(c, n) for c, n in case.level_targets if n == "not a disc"]
+    if others and (not discs or rng.random() < NOT_A_DISC_FRACTION):
+        centre, _ = others[int(rng.integers(len(others)))]
+        return np.asarray(centre, dtype=float), NOT_A_DISC
+    junction = [t for t in discs if t[1] in JUNCTION]
+    pool = junction if junction and rng.random() < JUNCTION_FRACTION else discs
+    centre, name = pool[int(rng.integers(len(pool)))]
+    return np.asarray(centre, dtype=float), class_of(name)
+
+
 def level_sample(case: D.Case, rng: np.random.Generator):
     """(image 1x48^3, class) around one disc of a phantom case (or, now and then, around a point of the sacrum or
-    a vertebral body: class "not a disc"), synthesised with the training randomisation."""
+    a vertebral body: class "not a disc"), synthesised with the training randomisation. User cases (real images)
+    draw from their `level_targets` instead."""
+    if case.level_targets:
+        centre, cls = _user_target(case, rng)
+        centre = centre + rng.uniform(-CENTRE_JITTER_VOX, CENTRE_JITTER_VOX, 3)
+        return _sample_at(case, centre, cls, rng)
     names = {code: info["name"] for code, info in case.discs.items()}
     junction = [c for c, n in names.items() if n in JUNCTION]
     pool = junction if junction and rng.random() < JUNCTION_FRACTION else list(names)
@@ -110,6 +128,10 @@ def level_sample(case: D.Case, rng: np.random.Generator):
         other = _not_a_disc_centre(case, rng)
         if other is not None:
             centre, cls = other, NOT_A_DISC
+    return _sample_at(case, centre, cls, rng)
+
+
+def _sample_at(case: D.Case, centre: np.ndarray, cls: int, rng: np.random.Generator):
     margin = 8  # synthesis (blur, bias) on a slightly larger block, so the patch has no edge effects
     big = tuple(s + 2 * margin for s in PATCH_2MM)
     labels = cut_patch(case.labels, centre, big)

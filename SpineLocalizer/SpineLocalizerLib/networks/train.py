@@ -363,9 +363,12 @@ def train(
         net.load_state_dict(LV.adapt_head(state, net) if stage == "levels" else adapt_head(state, net))
         log(f"starting {stage} from the weights in {init_from}")
     if stage == "levels" and user:
-        raise ValueError(
-            "the levels stage trains on phantoms only (user label maps do not say which disc is lumbosacral)"
-        )
+        empty = [k for k, case in enumerate(user) if not case.level_targets]
+        if empty:
+            raise ValueError(
+                f"{len(empty)} of the {len(user)} user label maps give no disc position for the levels stage: "
+                "label the discs or at least two adjacent vertebral bodies (VerSe codes)"
+            )
     loader = torch.utils.data.DataLoader(
         _Samples(stage, paths, seed, user),
         batch_size=LEVEL_BATCH if stage == "levels" else None,
@@ -414,7 +417,10 @@ def train(
     start_card = None
     if init_from is not None:
         start_card = json.loads((Path(init_from) / f"{stage}.json").read_text())
-    return export(stage, net, out_dir, history, seed=seed, steps=steps, user=bool(user), init_card=start_card)
+    user_names = (
+        sorted(p.name.split("_image.nii.gz")[0] for p in Path(user_folder).glob("*_image.nii.gz")) if user else []
+    )
+    return export(stage, net, out_dir, history, seed=seed, steps=steps, user=user_names, init_card=start_card)
 
 
 def export(
@@ -425,7 +431,7 @@ def export(
     *,
     seed: int,
     steps: int,
-    user: bool,
+    user: list[str],
     init_card: dict | None = None,
 ) -> Path:
     cfg = STAGES[stage]
@@ -454,7 +460,7 @@ def export(
         "training_data": {
             "phantom_seeds": f"{TRAIN_SEEDS.start}-{TRAIN_SEEDS.stop - 1}",
             "validation_seeds": f"{VAL_SEEDS.start}-{VAL_SEEDS.stop - 1}",
-            "user_data": user,
+            "user_cases": user,  # mixed in with the phantoms (half the samples) when not empty
             "synthesis": "random per-tissue contrast, inversion, bias, gamma, blur, noise, thick slices, random FOV, L-R flips",
         },
         "training_seed": seed,
