@@ -77,3 +77,18 @@ def test_user_cases_with_bodies_only_train_the_level_classifier(five_lumbar, tmp
     assert set(classes) <= {0, 1, 2, 3} and {0, 1} <= set(classes)
     img, _ = LV.level_sample(case, rng)
     assert img.shape == (1,) + LV.PATCH_2MM and np.isfinite(img).all()
+
+
+def test_training_refuses_user_label_maps_without_disc_positions(five_lumbar, tmp_path):
+    from SpineLocalizerLib.networks.train import train
+
+    folder, truth, labels, _ = five_lumbar
+    data = tmp_path / "user"
+    data.mkdir()
+    write_volume(read_volume(folder / truth["files"]["localizer"]), data / "p21_image.nii.gz")
+    write_volume(_bodies_only(labels, ("L3",)), data / "p21_labels.nii.gz")  # one body: no disc between two
+    with pytest.raises(ValueError, match="no disc position"):
+        train("levels", tmp_path / "cache", tmp_path / "out", user_folder=data)
+    with pytest.raises(ValueError, match="no <case>_image"):
+        train("levels", tmp_path / "cache", tmp_path / "out", user_folder=tmp_path / "cache")
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()  # nothing slow started

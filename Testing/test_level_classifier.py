@@ -154,6 +154,10 @@ def test_the_longest_chain_keeps_the_spine_and_drops_blobs_beside_it():
     # One missed disc (72 mm gap) does not break the chain.
     gap = np.array([c for k, c in enumerate(spine) if k != 3])
     assert len(_longest_chain(gap)) == 5
+    # A lordotic lumbar spine: L5-S1 19 mm in front of L4-L5 and 27 mm lower is still the next disc, and with
+    # the lowest two candidates both able to start the chain, the one in line (L4-L5) is not dropped.
+    lordotic = np.array([[0.0, 55.0, 100.0], [8.0, 36.0, 127.0], [0.0, 29.0, 163.0], [0.0, 31.0, 201.0]])
+    assert list(_longest_chain(lordotic)) == [0, 1, 2, 3]
 
 
 def test_a_chain_found_outside_the_spine_box_needs_the_classifier_to_call_it_discs():
@@ -162,9 +166,31 @@ def test_a_chain_found_outside_the_spine_box_needs_the_classifier_to_call_it_dis
     args, _ = _disc_stack(6)
     discs = _confident4([2, 1, 1, 1, 1, 0])
     noise = _confident4([3, 3, 3, 3, 1, 3])
-    out, conf, _, _ = label_discs(*args, classify=lambda c: discs, chain_only=True)
+    out, conf, _, _ = label_discs(*args, classify=lambda c: discs, outside_spine=True)
     assert len(conf) == 6 and out.any()
-    out, conf, _, message = label_discs(*args, classify=lambda c: noise, chain_only=True)
+    out, conf, _, message = label_discs(*args, classify=lambda c: noise, outside_spine=True)
     assert conf == {} and not out.any() and "no chain" in message
     # Inside a located spine the same candidates are still labelled (the gate is for the wide search only).
     assert len(label_discs(*args, classify=lambda c: noise)[1]) > 0
+
+
+def test_two_pieces_of_one_disc_are_one_candidate():
+    from SpineLocalizerLib.networks.infer import _fragment_groups, label_discs
+
+    centres = np.array([[0.0, 0.0, 0.0], [14.0, 12.0, 8.0], [0.0, 0.0, 36.0], [0.0, 60.0, 40.0]])
+    assert sorted(map(sorted, _fragment_groups(centres))) == [[0, 1], [2], [3]]  # far behind: not a piece of it
+    args, ks = _disc_stack(7)
+    prob = args[0]
+    k = ks[3]
+    prob[10:30, 12:28, k - 2 : k + 3] = 0.0
+    prob[10:18, 12:28, k - 4 : k + 1] = 0.95  # the disc broken into a left and a right piece, one 4 mm higher
+    prob[22:30, 12:28, k - 2 : k + 3] = 0.95
+    seen = []
+
+    def classify(c):
+        seen.append(len(c))
+        return _confident4([2, 1, 1, 1, 1, 0, 0])
+
+    out, conf, count, _ = label_discs(*args, classify=classify)
+    assert seen == [7] and len(conf) == 7 and count == 5
+    assert out[12, 20, k - 3] == out[26, 20, k] == 121  # both pieces carry L2-L3

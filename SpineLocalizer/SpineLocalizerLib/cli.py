@@ -162,6 +162,8 @@ def cmd_train(args) -> int:
         steps=args.steps,
         seed=args.seed,
         user_folder=Path(args.user_data) if args.user_data else None,
+        user_share=args.user_share,
+        lr=args.lr,
         threads=args.threads,
         log=lambda msg: print(msg, file=sys.stderr, flush=True),
         init_from=Path(args.init_from) if args.init_from else None,
@@ -239,6 +241,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--cache", default=".cache/phantoms", help="where phantom label maps are generated once and reused")
     t.add_argument("--out", default="models", help="output folder for weights, cards, logs and resumable checkpoints")
     t.add_argument("--user-data", help="folder of <case>_image.nii.gz + <case>_labels.nii.gz pairs to mix in")
+    t.add_argument("--lr", type=float, help="peak learning rate of the cosine schedule (default: the stage's)")
+    t.add_argument(
+        "--user-share", type=float, default=0.5, help="fraction of training samples drawn from --user-data (0-1]"
+    )
     t.add_argument("--threads", type=int, default=2)
     t.add_argument("--init-from", help="start from the weights in this folder (e.g. Resources/Models) to fine-tune")
     t.set_defaults(func=cmd_train)

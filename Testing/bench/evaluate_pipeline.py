@@ -1,12 +1,13 @@
 """Held-out evaluation of the network pipeline (prints the tables quoted in the README).
 
-.venv/bin/python Testing/bench/evaluate_pipeline.py phantoms [N]     # synthetic, seeds 100000+
+.venv/bin/python Testing/bench/evaluate_pipeline.py phantoms [N] [MODELS]  # synthetic, seeds 100000+
 .venv/bin/python Testing/bench/evaluate_pipeline.py real             # ../shared/data/real/vertebrae_t2
 .venv/bin/python Testing/bench/evaluate_pipeline.py real B [MODELS]  # one fold (A or B), weights from MODELS
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -28,7 +29,7 @@ def main() -> None:
     t = time.perf_counter()
     if mode == "phantoms":
         n = int(sys.argv[2]) if len(sys.argv) > 2 else 100
-        rows = evaluate_phantoms(n)
+        rows = evaluate_phantoms(n, model_dir=Path(sys.argv[3]) if len(sys.argv) > 3 else MODEL_DIR)
         dump(rows, Path("out/eval_pipeline_phantoms.json"))
         s = summarise(rows)
         print(
@@ -66,9 +67,21 @@ def main() -> None:
                 flush=True,
             )
         dump(rows, Path(f"out/eval_pipeline_real{'_' + fold if fold else ''}.json"))
+        # Cases the level classifier was fine-tuned on (its card lists them) are reported apart, never mixed in.
+        card = json.loads((models / "levels.json").read_text()) if (models / "levels.json").exists() else {}
+        seen = set(card.get("training_data", {}).get("user_cases", []))
+        if seen & {r["case"] for r in rows}:
+            trained = summarise([r for r in rows if r["case"] in seen])
+            print(
+                f"  ({trained['cases']} cases the classifier was fine-tuned on: identification "
+                f"{trained['identification_rate']:.3f}; not counted below)"
+            )
+            rows = [r for r in rows if r["case"] not in seen]
+        if not rows:
+            sys.exit("every case of this fold was used in training: evaluate the other fold")
         s = summarise(rows)
         print(
-            f"real vertebrae_t2 ({s['cases']} cases, fold {fold or 'all'}, resampled to 4 mm x 1.5 mm sagittal): identification {s['identification_rate']:.3f}, "
+            f"real vertebrae_t2 ({s['cases']} held-out cases, fold {fold or 'all'}, resampled to 4 mm x 1.5 mm sagittal): identification {s['identification_rate']:.3f}, "
             f"normal error median {s['normal_error_median_deg']:.2f} deg, p95 {s['normal_error_p95_deg']:.2f} deg; "
             f"discs found whatever their name (< 6 mm per axis) {s['found_any_name_rate']:.3f}"
         )

@@ -246,14 +246,14 @@ def _load_checkpoint(path: Path, net, opt) -> tuple[int, list]:
 
 
 class _Samples(torch.utils.data.IterableDataset):
-    def __init__(self, stage: str, paths: list[Path], seed: int, user: list[D.Case]):
-        self.stage, self.paths, self.seed, self.user = stage, paths, seed, user
+    def __init__(self, stage: str, paths: list[Path], seed: int, user: list[D.Case], user_share: float):
+        self.stage, self.paths, self.seed, self.user, self.user_share = stage, paths, seed, user, user_share
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         rng = np.random.default_rng([self.seed, 0 if info is None else info.id, int(time.time() * 1000) % 100000])
         while True:
-            if self.user and rng.random() < 0.5:
+            if self.user and rng.random() < self.user_share:
                 case = self.user[int(rng.integers(len(self.user)))]
             else:
                 case = D.load_case(self.paths[int(rng.integers(len(self.paths)))])
@@ -335,6 +335,8 @@ def train(
     steps: int | None = None,
     seed: int = 0,
     user_folder: Path | None = None,
+    user_share: float = 0.5,
+    lr: float | None = None,
     threads: int = 2,
     log=print,
     init_from: Path | None = None,
@@ -342,13 +344,26 @@ def train(
     stage = "localize" if stage == "labels" else stage
     cfg = STAGES[stage]
     steps = steps or cfg.steps
+    peak_lr = lr or cfg.lr  # a lower peak keeps a fine-tune closer to the weights it starts from
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
+    # The user's data are checked before anything slow (the phantom cache) starts.
+    if not 0.0 < user_share <= 1.0:
+        raise ValueError(f"user_share must be in (0, 1], got {user_share!r}")
+    user = D.user_cases(user_folder) if user_folder else []
+    if user_folder and not user:
+        raise ValueError(f"{user_folder}: no <case>_image.nii.gz + <case>_labels.nii.gz pairs found")
+    if stage == "levels" and user:
+        empty = [k for k, case in enumerate(user) if not case.level_targets]
+        if empty:
+            raise ValueError(
+                f"{len(empty)} of the {len(user)} user label maps give no disc position for the levels stage: "
+                "label the discs or at least two adjacent vertebral bodies (VerSe codes)"
+            )
     paths = D.build_cache(list(TRAIN_SEEDS), cache)
     val_paths = D.build_cache(list(VAL_SEEDS), cache)
-    user = D.user_cases(user_folder) if user_folder else []
     net = make_net(cfg)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    opt = torch.optim.Adam(net.parameters(), lr=peak_lr)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt = out_dir / f"{stage}_checkpoint.safetensors"
     start, history = 0, []
@@ -362,15 +377,8 @@ def train(
         state = load_model(stage, init_from)[0].state_dict()
         net.load_state_dict(LV.adapt_head(state, net) if stage == "levels" else adapt_head(state, net))
         log(f"starting {stage} from the weights in {init_from}")
-    if stage == "levels" and user:
-        empty = [k for k, case in enumerate(user) if not case.level_targets]
-        if empty:
-            raise ValueError(
-                f"{len(empty)} of the {len(user)} user label maps give no disc position for the levels stage: "
-                "label the discs or at least two adjacent vertebral bodies (VerSe codes)"
-            )
     loader = torch.utils.data.DataLoader(
-        _Samples(stage, paths, seed, user),
+        _Samples(stage, paths, seed, user, user_share),
         batch_size=LEVEL_BATCH if stage == "levels" else None,
         num_workers=1,
         prefetch_factor=4,
@@ -380,7 +388,7 @@ def train(
     t0 = time.time()
     running = None
     for step in range(start, steps):
-        lr = cfg.lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+        lr = peak_lr * 0.5 * (1 + math.cos(math.pi * step / steps))
         for g in opt.param_groups:
             g["lr"] = lr
         batch = next(it)
@@ -420,7 +428,18 @@ def train(
     user_names = (
         sorted(p.name.split("_image.nii.gz")[0] for p in Path(user_folder).glob("*_image.nii.gz")) if user else []
     )
-    return export(stage, net, out_dir, history, seed=seed, steps=steps, user=user_names, init_card=start_card)
+    return export(
+        stage,
+        net,
+        out_dir,
+        history,
+        seed=seed,
+        steps=steps,
+        user=user_names,
+        user_share=user_share,
+        peak_lr=peak_lr,
+        init_card=start_card,
+    )
 
 
 def export(
@@ -432,6 +451,8 @@ def export(
     seed: int,
     steps: int,
     user: list[str],
+    user_share: float = 0.5,
+    peak_lr: float | None = None,
     init_card: dict | None = None,
 ) -> Path:
     cfg = STAGES[stage]
@@ -460,11 +481,13 @@ def export(
         "training_data": {
             "phantom_seeds": f"{TRAIN_SEEDS.start}-{TRAIN_SEEDS.stop - 1}",
             "validation_seeds": f"{VAL_SEEDS.start}-{VAL_SEEDS.stop - 1}",
-            "user_cases": user,  # mixed in with the phantoms (half the samples) when not empty
+            "user_cases": user,  # mixed in with the phantoms when not empty
+            "user_share": user_share if user else 0.0,
             "synthesis": "random per-tissue contrast, inversion, bias, gamma, blur, noise, thick slices, random FOV, L-R flips",
         },
         "training_seed": seed,
         "steps": steps,
+        "peak_learning_rate": peak_lr or STAGES[stage].lr,
         # Fine-tuned weights say what they started from (its seed and steps, and what that started from).
         "initialised_from": None
         if init_card is None
