@@ -205,6 +205,47 @@ def test_inference_net_gives_the_plain_network_output():
     assert torch.allclose(fast, plain, atol=1e-4)
 
 
+def test_inference_net_runs_the_level_classifier_at_any_batch_size():
+    from SpineLocalizerLib.networks import levels as LV
+    from SpineLocalizerLib.networks.infer import InferenceNet
+
+    net, _ = load_model("levels")
+    fast = InferenceNet(net, (2, 1) + LV.PATCH_2MM)  # traced on two patches, used on one and on five
+    for n in (1, 5):
+        x = torch.rand((n, 1) + LV.PATCH_2MM)
+        with torch.inference_mode():
+            assert torch.allclose(fast(x), net(x), atol=1e-4)
+
+
+def test_inside_images_of_a_tilted_image_matches_a_voxel_by_voxel_check():
+    from scipy.spatial.transform import Rotation
+
+    from SpineLocalizerLib.networks.canonical import canonical_grid_for
+    from SpineLocalizerLib.networks.infer import INSIDE_MARGIN_MM, _inside_images
+    from SpineLocalizerLib.volume_io import Volume
+
+    direction = Rotation.from_euler("xyz", [20, -10, 35], degrees=True).as_matrix()
+    image = Volume(np.zeros((40, 50, 9), dtype=np.float32), (1.5, 1.5, 5.0), np.array([-30.0, 10.0, 5.0]), direction)
+    grid = canonical_grid_for(image)
+    box = (slice(3, 60), slice(10, 90), slice(0, 70))
+    fast = _inside_images([image], grid, box)
+    ijk = np.stack(np.meshgrid(*(np.arange(s.start, s.stop) for s in box), indexing="ij"), axis=-1).reshape(-1, 3)
+    idx = image.world_to_index(grid.index_to_world(ijk))
+    n = np.array(image.array.shape, dtype=float)
+    m = np.minimum(INSIDE_MARGIN_MM / np.asarray(image.spacing), 0.25 * n)
+    slow = np.all((idx >= -0.5 + m) & (idx <= n - 0.5 - m), axis=1).reshape(fast.shape)
+    assert slow.sum() > 1000 and (~slow).sum() > 1000  # the box cuts through the tilted image
+    assert np.array_equal(fast, slow)
+
+
+def test_downsample_is_the_block_mean_and_drops_an_odd_last_row():
+    vol = np.random.default_rng(3).random((7, 8, 5)).astype(np.float32)
+    expected = vol[:6, :, :4].reshape(3, 2, 4, 2, 2, 2).mean(axis=(1, 3, 5))
+    out = D.downsample2(vol)
+    assert out.shape == (3, 4, 2) and out.dtype == np.float32
+    assert np.allclose(out, expected, atol=1e-6)
+
+
 def test_a_two_class_disc_network_becomes_three_class_without_changing_its_discs():
     old = VNet(1, 2, base_channels=4, levels=2).eval()
     cfg = T.StageConfig("discs", 3, base_channels=4, levels=2)

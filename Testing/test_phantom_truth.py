@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 from SpineLocalizerLib.geometry import angle_between_deg
-from SpineLocalizerLib.labels import STRUCTURE_CODES, VERTEBRA_CODES
+from SpineLocalizerLib.labels import STRUCTURE_CODES, VERTEBRA_CODES, codes_present
 from SpineLocalizerLib.volume_io import read_volume
 
 SAC = (STRUCTURE_CODES["dural_sac"], STRUCTURE_CODES["spinal_cord"])
@@ -100,6 +100,7 @@ def test_lumbar_count_gives_the_right_label_sets(phantoms, count):
     discs = read_volume(folder / truth["files"]["disc_labels"]).array
     assert set(np.unique(discs).tolist()) - {0} <= {d["value"] for d in truth["discs"]}
     assert {d["value"] for d in truth["discs"] if d["upper"].startswith("L")} <= set(np.unique(discs).tolist())
+    assert codes_present(discs) == sorted(set(np.unique(discs).tolist()) - {0})
 
 
 def test_grid_direction_does_not_change_the_truth_and_labels_agree_in_their_own_frame(phantoms):

@@ -122,15 +122,17 @@ def _pad(arr: np.ndarray, multiple: int) -> tuple[np.ndarray, tuple[int, ...]]:
 class InferenceNet:
     """A network prepared for CPU inference: channels-last memory layout, traced and frozen by TorchScript
     (convolutions fused with their constants). On this 2-core machine the disc network runs ~3x faster so (0.21 ->
-    0.07 s on a 48 x 56 x 160 box), with outputs equal to 2e-5. Falls back to the plain module if tracing fails.
+    0.07 s on a 48 x 56 x 160 box), with outputs equal to 2e-5; the level classifier 0.061 -> 0.044 s for nine
+    patches. Falls back to the plain module if tracing fails. `example_shape` is an input the trace is recorded
+    on (by default a small cube the V-Net can take); other sizes and batch sizes run through the same trace.
     """
 
-    def __init__(self, net):
-        self.multiple = net.multiple
+    def __init__(self, net, example_shape: tuple[int, ...] | None = None):
+        self.multiple = getattr(net, "multiple", 1)
         self.module = net
         self._layout = torch.channels_last_3d
         try:
-            example = torch.zeros((1, 1) + (2 * net.multiple,) * 3).to(memory_format=self._layout)
+            example = torch.zeros(example_shape or (1, 1) + (2 * net.multiple,) * 3).to(memory_format=self._layout)
             with torch.inference_mode(), warnings.catch_warnings():
                 # torch 2.13 deprecates tracing (it still works); the tracer's warning about InstanceNorm's check of
                 # the channel count is moot (channels are fixed; only spatial sizes vary, which the trace handles).
@@ -189,7 +191,9 @@ def run_pipeline(
     t0 = time.perf_counter()
     loc_net, disc_net = (InferenceNet(load_model(stage, model_dir)[0]) for stage in ("localize", "discs"))
     # The level classifier is optional (weights trained before it existed still run, with the shape prior).
-    level_net = load_model("levels", model_dir)[0] if (model_dir / "levels.safetensors").exists() else None
+    level_net = None
+    if (model_dir / "levels.safetensors").exists():
+        level_net = InferenceNet(load_model("levels", model_dir)[0], (2, 1) + LV.PATCH_2MM)
     timings["load_models"] = time.perf_counter() - t0
     t = time.perf_counter()
     image2, grid = prepare_input(images)
@@ -333,16 +337,28 @@ def _inside_images(images: list[Volume], grid: CanonicalGrid, box) -> np.ndarray
     The canonical grid is larger than the image (zeros around it); the network sees the image border as an
     edge and can answer with disc-like blobs there, which would then be labelled as discs.
     """
-    ijk = np.stack(np.meshgrid(*(np.arange(s.start, s.stop) for s in box), indexing="ij"), axis=-1)
-    world = grid.index_to_world(ijk.reshape(-1, 3))
-    inside = np.zeros(len(world), dtype=bool)
+    shape = tuple(s.stop - s.start for s in box)
+    inside = np.zeros(shape, dtype=bool)
+    # The image index is affine in the grid index: idx = i * a + j * b + k * c + d, summed by broadcasting one
+    # axis at a time (no per-voxel coordinate array: 0.026 -> 0.008 s on a localizer's box).
+    origin = grid.index_to_world([s.start for s in box])
     for vol in images:
-        idx = vol.world_to_index(world)
+        d = vol.world_to_index(origin)
+        step = vol.world_to_index(origin + grid.spacing * np.eye(3)) - d  # row r: index change per grid step on r
         n = np.array(vol.array.shape, dtype=float)
         # The margin never takes more than a quarter of an axis (a multi-slice stack is a thin slab).
         m = np.minimum(INSIDE_MARGIN_MM / np.asarray(vol.spacing, dtype=float), 0.25 * n)
-        inside |= np.all((idx >= -0.5 + m) & (idx <= n - 0.5 - m), axis=1)
-    return inside.reshape(ijk.shape[:3])
+        here = np.ones(shape, dtype=bool)
+        for axis in range(3):
+            idx = (
+                d[axis]
+                + np.arange(shape[0])[:, None, None] * step[0, axis]
+                + np.arange(shape[1])[None, :, None] * step[1, axis]
+                + np.arange(shape[2])[None, None, :] * step[2, axis]
+            )
+            here &= (idx >= -0.5 + m[axis]) & (idx <= n[axis] - 0.5 - m[axis])
+        inside |= here
+    return inside
 
 
 def discs_on(result: PipelineResult, target: Volume) -> np.ndarray:

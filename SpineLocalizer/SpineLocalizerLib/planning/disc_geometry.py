@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from ..labels import CODE_TO_VERTEBRA, DISC_CODE_OFFSET, is_disc_code, vertebra_sequence
+from ..labels import CODE_TO_VERTEBRA, DISC_CODE_OFFSET, codes_present, is_disc_code, vertebra_sequence
 from ..volume_io import Volume
 
 CRANIAL = np.array([0.0, 0.0, 1.0])
@@ -74,8 +74,7 @@ def disc_names(codes: list[int], lumbar_count: int | None) -> dict[int, str]:
 
 
 def disc_codes_in(labels: Volume) -> list[int]:
-    values = np.unique(labels.array)
-    return [int(v) for v in values if v != 0 and is_disc_code(int(v))]
+    return [v for v in codes_present(labels.array) if is_disc_code(v)]
 
 
 def measure_discs(

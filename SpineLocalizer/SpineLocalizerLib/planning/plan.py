@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..geometry import angle_between_deg
-from ..labels import is_disc_code
+from ..labels import codes_present, is_disc_code
 from ..volume_io import Volume
 from .disc_geometry import DiscMeasure, measure_discs
 from .protocol import default_protocol, validate_protocol
@@ -38,7 +38,7 @@ def check_inputs(
         )
     if not labels.array.any():
         raise ValueError(f"{labels_name}: is empty (no labelled voxel); it must contain the disc labels")
-    present = sorted(int(v) for v in np.unique(labels.array) if v != 0)
+    present = codes_present(labels.array)
     if not any(is_disc_code(v) for v in present):
         raise ValueError(
             f"{labels_name}: contains no disc labels; found codes {present[:12]}. Discs must use the project codes "
