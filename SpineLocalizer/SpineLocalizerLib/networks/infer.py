@@ -26,7 +26,6 @@ import ctypes
 import json
 import os
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +40,7 @@ from . import MODEL_DIR, ModelError
 from . import data as D
 from . import levels as LV
 from .canonical import CanonicalGrid, canonical_grid_for, to_canonical
+from .runtime import InferenceNet
 from .train import STAGES, make_net
 
 MIN_DISC_MM3 = 250.0
@@ -119,35 +119,6 @@ def _pad(arr: np.ndarray, multiple: int) -> tuple[np.ndarray, tuple[int, ...]]:
     return np.pad(arr, [(0, t - s) for s, t in zip(shape, target)]), shape
 
 
-class InferenceNet:
-    """A network prepared for CPU inference: channels-last memory layout, traced and frozen by TorchScript
-    (convolutions fused with their constants). On this 2-core machine the disc network runs ~3x faster so (0.21 ->
-    0.07 s on a 48 x 56 x 160 box), with outputs equal to 2e-5; the level classifier 0.061 -> 0.044 s for nine
-    patches. Falls back to the plain module if tracing fails. `example_shape` is an input the trace is recorded
-    on (by default a small cube the V-Net can take); other sizes and batch sizes run through the same trace.
-    """
-
-    def __init__(self, net, example_shape: tuple[int, ...] | None = None):
-        self.multiple = getattr(net, "multiple", 1)
-        self.module = net
-        self._layout = torch.channels_last_3d
-        try:
-            example = torch.zeros(example_shape or (1, 1) + (2 * net.multiple,) * 3).to(memory_format=self._layout)
-            with torch.inference_mode(), warnings.catch_warnings():
-                # torch 2.13 deprecates tracing (it still works); the tracer's warning about InstanceNorm's check of
-                # the channel count is moot (channels are fixed; only spatial sizes vary, which the trace handles).
-                warnings.simplefilter("ignore", DeprecationWarning)
-                warnings.simplefilter("ignore", torch.jit.TracerWarning)
-                traced = torch.jit.trace(net.to(memory_format=self._layout), example)
-                self.module = torch.jit.optimize_for_inference(traced)
-        except Exception:  # noqa: BLE001 - any TorchScript failure only costs speed
-            self.module = net.to(memory_format=torch.contiguous_format)
-            self._layout = torch.contiguous_format
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.module(x.to(memory_format=self._layout))
-
-
 def _run(net, image: np.ndarray) -> np.ndarray:
     padded, shape = _pad(image, net.multiple)
     with torch.inference_mode():
@@ -189,11 +160,13 @@ def run_pipeline(
     torch.set_num_threads(threads)
     timings = {}
     t0 = time.perf_counter()
-    loc_net, disc_net = (InferenceNet(load_model(stage, model_dir)[0]) for stage in ("localize", "discs"))
+    loc_net, disc_net = (
+        InferenceNet(load_model(stage, model_dir)[0], threads=threads) for stage in ("localize", "discs")
+    )
     # The level classifier is optional (weights trained before it existed still run, with the shape prior).
     level_net = None
     if (model_dir / "levels.safetensors").exists():
-        level_net = InferenceNet(load_model("levels", model_dir)[0], (2, 1) + LV.PATCH_2MM)
+        level_net = InferenceNet(load_model("levels", model_dir)[0], (2, 1) + LV.PATCH_2MM, threads=threads)
     timings["load_models"] = time.perf_counter() - t0
     t = time.perf_counter()
     image2, grid = prepare_input(images)
