@@ -1,5 +1,6 @@
-"""Latency of the whole localizer pipeline (load excluded, planning included) with torch on 2 threads, and in
-the same run one forward pass of MONAI's VNet on the same input as a reference. Peak memory is the process's
+"""Latency of the whole localizer pipeline (load excluded, planning included) on 2 threads, with the shipped
+runtime (ONNX Runtime) and with the TorchScript fallback, and in the same run one forward pass of MONAI's VNet on
+the same input as a reference. Peak memory is the process's
 maximum resident set size.
 
     .venv/bin/python Testing/bench/bench_pipeline.py
@@ -7,6 +8,7 @@ maximum resident set size.
 
 from __future__ import annotations
 
+import os
 import resource
 import statistics
 import tempfile
@@ -16,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from SpineLocalizerLib.networks.infer import load_model, prepare_input, run_pipeline
+from SpineLocalizerLib.networks.runtime import RUNTIME_ENV
 from SpineLocalizerLib.phantom.generate import generate_case
 from SpineLocalizerLib.phantom.params import sample_params
 from SpineLocalizerLib.planning.plan import build_plan
@@ -43,8 +46,9 @@ def monai_once(net, x) -> float:
     return time.perf_counter() - t
 
 
-def ours_in_child(paths: dict[str, str]) -> tuple[dict[str, float], float]:
+def ours_in_child(paths: dict[str, str], runtime: str) -> tuple[dict[str, float], float]:
     """Median latency per input and the peak resident memory of a process that only runs our pipeline."""
+    os.environ[RUNTIME_ENV] = runtime
     torch.set_num_threads(2)
     load_model("localize")  # warm the file cache; loading is excluded from the timings
     times = {}
@@ -68,8 +72,12 @@ def main() -> None:
             "sagittal multi-slice localizer (11 x 5 mm)": str(Path(tmp) / truth["files"]["sagittal_stack"]),
         }
         # Our pipeline runs alone in a fresh process, so its peak memory is its own (not the phantom's or MONAI's).
-        with multiprocessing.get_context("spawn").Pool(1) as pool:
-            ours, peak_mb = pool.apply(ours_in_child, (paths,))
+        # The shipped path (ONNX Runtime) and the TorchScript fallback, each in its own fresh process.
+        runs = {}
+        for runtime in ("onnxruntime", "torch"):
+            with multiprocessing.get_context("spawn").Pool(1) as pool:
+                runs[runtime] = pool.apply(ours_in_child, (paths, runtime))
+        ours, peak_mb = runs["onnxruntime"]
         monai = MonaiVNet(spatial_dims=3, in_channels=1, out_channels=2).eval()  # dropout is off in eval mode
         print(
             "| input | our pipeline, median s | MONAI VNet, one forward pass on the same 2 mm input, median s | ratio |"
@@ -83,6 +91,12 @@ def main() -> None:
             ref = statistics.median(monai_once(monai, x) for _ in range(3))
             print(f"| {name} | {ours[name]:.3f} | {ref:.3f} (input {tuple(x.shape[2:])}) | {ours[name] / ref:.2f} |")
     print(f"peak resident memory of a process running only our pipeline (both inputs): {peak_mb:.0f} MB")
+    slow, slow_mb = runs["torch"]
+    print(
+        "TorchScript fallback (SPINE_LOCALIZER_RUNTIME=torch): "
+        + ", ".join(f"{name} {slow[name]:.3f} s" for name in paths)
+        + f"; peak memory {slow_mb:.0f} MB"
+    )
 
 
 if __name__ == "__main__":
