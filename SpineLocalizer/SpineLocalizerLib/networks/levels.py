@@ -168,24 +168,10 @@ def adapt_head(state: dict, net: LevelNet) -> dict:
     return out
 
 
-FLIP_AVERAGE = False
-
-
-def class_log_probabilities(
-    net, image2: np.ndarray, centres_vox: np.ndarray, flip_average: bool | None = None
-) -> np.ndarray:
-    """log P(class) for each candidate (n x classes: thoracic, lumbar, lumbosacral[, not a disc]).
-
-    `flip_average`: also classify each patch mirrored left-right (as in training) and average the probabilities."""
+def class_log_probabilities(net, image2: np.ndarray, centres_vox: np.ndarray) -> np.ndarray:
+    """log P(class) for each candidate (n x classes: thoracic, lumbar, lumbosacral[, not a disc])."""
     if len(centres_vox) == 0:
         return np.zeros((0, len(CLASSES)))
-    flip = FLIP_AVERAGE if flip_average is None else flip_average
-    patches = patches_at(image2, centres_vox)
-    if flip:
-        patches = np.concatenate([patches, np.ascontiguousarray(patches[:, :, ::-1])])
     with torch.inference_mode():
-        logp = torch.log_softmax(net(torch.from_numpy(patches)), dim=1).numpy().astype(float)
-    if not flip:
-        return logp
-    n = len(centres_vox)
-    return np.logaddexp(logp[:n], logp[n:]) - np.log(2.0)  # log of the mean probability
+        logits = net(torch.from_numpy(patches_at(image2, centres_vox)))
+        return torch.log_softmax(logits, dim=1).numpy().astype(float)
