@@ -166,7 +166,7 @@ def normalise(image: np.ndarray) -> np.ndarray:
     lo, p5 = np.percentile(sample, [0.5, 5]) if sample.size else (0.0, 0.0)
     fg = sample[sample > p5]
     hi = np.percentile(fg, 99.5) if fg.size else 1.0
-    # One float32 copy scaled in place (three whole-volume temporaries cost 0.03 s on a localizer grid).
+    # One float32 copy scaled in place rather than a new whole-volume temporary per operation.
     out = np.array(image, dtype=np.float32)
     out -= np.float32(lo)
     out *= np.float32(1.0 / max(hi - lo, 1e-6))

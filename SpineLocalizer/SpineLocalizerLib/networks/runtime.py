@@ -68,7 +68,7 @@ def _onnx_session(net, example: torch.Tensor, threads: int):
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        # Idle worker threads must not spin: between two networks numpy and SimpleITK want the cores.
+        # Idle worker threads do not spin-wait: between two networks numpy and SimpleITK use the same two cores.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         return ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
