@@ -285,3 +285,32 @@ def test_three_class_disc_loss_scores_both_the_discs_and_the_spine():
     assert good < 1e-3
     # Bodies and discs swapped: the spine term is still perfect, the disc term and the focal term are not.
     assert bad > 1.0
+
+
+def test_bf16_training_step_follows_the_fp32_gradient():
+    """Training in bf16 autocast (2-3x faster on CPUs with native bf16) must still descend the fp32 loss: its
+    gradient differs from the fp32 one far less than the gradient for a disc 12 mm higher does."""
+    torch.manual_seed(0)
+    net = T.make_net(T.STAGES["discs"])
+    x = torch.randn(1, 1, 32, 32, 32)
+
+    def blob(k: int) -> torch.Tensor:  # a body with a disc in its middle, centred at slice k
+        t = torch.zeros(1, 32, 32, 32, dtype=torch.long)
+        t[:, k - 6 : k + 6, 8:24, 8:24] = 1
+        t[:, k - 2 : k + 2, 10:22, 10:22] = 2
+        return t
+
+    def grad(bf16: bool, target: torch.Tensor) -> torch.Tensor:
+        net.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = net(x)
+        T.focal_dice_loss(out.float(), target, dice_sets=T.DISC_DICE_SETS).backward()
+        return torch.cat([p.grad.flatten() for p in net.parameters()])
+
+    g32 = grad(False, blob(16))
+    bf16_error = float((grad(True, blob(16)) - g32).norm() / g32.norm())
+    other_target = float((grad(False, blob(10)) - g32).norm() / g32.norm())
+    assert bf16_error < 0.03 and other_target > 3 * bf16_error
+    assert T.training_precision("fp32") == "fp32" and T.training_precision("auto") in ("bf16", "fp32")
+    with pytest.raises(ValueError, match="precision"):
+        T.training_precision("fp16")

@@ -60,6 +60,26 @@ STAGES = {
     "levels": StageConfig("levels", len(LV.CLASSES), steps=1500, lr=1e-3, spacing_mm=2.0),
 }
 LEVEL_BATCH = 16
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def training_precision(requested: str = "auto") -> str:
+    """The arithmetic of the forward pass in training: "bf16" (autocast) or "fp32".
+
+    "auto" takes bf16 where the CPU computes it natively (AVX512-BF16 or AMX, as oneDNN reports): on this
+    project's 2-core EPYC a training step of the disc network took 0.44 s in fp32 and 0.20 s in bf16, the
+    localize network 0.76 and 0.27 s. Elsewhere bf16 is emulated and slower, so "auto" stays fp32.
+    Weights, optimizer state, losses and validation stay fp32 either way.
+    """
+    if requested not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {requested!r}")
+    if requested != "auto":
+        return requested
+    try:
+        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        native = False
+    return "bf16" if native else "fp32"
 
 
 def make_net(cfg: StageConfig, out_channels: int | None = None):
@@ -340,8 +360,10 @@ def train(
     threads: int = 2,
     log=print,
     init_from: Path | None = None,
+    precision: str = "auto",
 ) -> Path:
     stage = "localize" if stage == "labels" else stage
+    precision = training_precision(precision)
     cfg = STAGES[stage]
     steps = steps or cfg.steps
     peak_lr = lr or cfg.lr  # a lower peak keeps a fine-tune closer to the weights it starts from
@@ -377,6 +399,7 @@ def train(
         state = load_model(stage, init_from)[0].state_dict()
         net.load_state_dict(LV.adapt_head(state, net) if stage == "levels" else adapt_head(state, net))
         log(f"starting {stage} from the weights in {init_from}")
+    log(f"training {stage} in {precision}")
     loader = torch.utils.data.DataLoader(
         _Samples(stage, paths, seed, user, user_share),
         batch_size=LEVEL_BATCH if stage == "levels" else None,
@@ -392,16 +415,20 @@ def train(
         for g in opt.param_groups:
             g["lr"] = lr
         batch = next(it)
-        if stage == "localize":
-            img, spine, heat = (torch.as_tensor(x)[None] for x in batch)
+        if stage == "levels":
+            img, target = batch
+        else:
+            img, *target = (torch.as_tensor(x)[None] for x in batch)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
             out = net(img)
+        out = out.float()  # losses in fp32
+        if stage == "localize":
+            spine, heat = target
             loss = focal_dice_loss(out[:, :2], spine) + heatmap_loss(out[:, 2:], heat)
         elif stage == "levels":
-            img, cls = batch
-            loss = F.cross_entropy(net(img), cls)
+            loss = F.cross_entropy(out, target)
         else:
-            img, target = (torch.as_tensor(x)[None] for x in batch)
-            loss = focal_dice_loss(net(img), target, dice_sets=DISC_DICE_SETS)
+            loss = focal_dice_loss(out, target[0], dice_sets=DISC_DICE_SETS)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -439,6 +466,7 @@ def train(
         user_share=user_share,
         peak_lr=peak_lr,
         init_card=start_card,
+        precision=precision,
     )
 
 
@@ -454,6 +482,7 @@ def export(
     user_share: float = 0.5,
     peak_lr: float | None = None,
     init_card: dict | None = None,
+    precision: str = "fp32",
 ) -> Path:
     cfg = STAGES[stage]
     weights = out_dir / f"{stage}.safetensors"
@@ -488,6 +517,7 @@ def export(
         "training_seed": seed,
         "steps": steps,
         "peak_learning_rate": peak_lr or STAGES[stage].lr,
+        "training_precision": precision,
         # Fine-tuned weights say what they started from (its seed and steps, and what that started from).
         "initialised_from": None
         if init_card is None
