@@ -54,6 +54,29 @@ def test_training_samples_have_consistent_targets(phantoms, tmp_path):
     assert dimg.shape == (1,) + T.DISC_PATCH_2MM and dtarget.any()
 
 
+def test_sample_stream_reads_each_case_once_and_leaves_it_unchanged(tmp_path, monkeypatch):
+    """The sample worker keeps decompressed cases; that is only safe while no sample writes into them."""
+    paths = [D.make_phantom_case(seed, tmp_path) for seed in (7, 8)]
+    reads = []  # (path, the case handed out)
+    real_load = D.load_case
+
+    def counting_load(path):
+        reads.append((str(path), real_load(path)))
+        return reads[-1][1]
+
+    monkeypatch.setattr(D, "load_case", counting_load)
+    for stage in ("discs", "levels", "localize"):
+        reads.clear()
+        stream = iter(T._Samples(stage, paths, 0, [], 0.5))
+        for _ in range(6):
+            next(stream)
+        names = [path for path, _ in reads]
+        assert len(names) == len(set(names)) <= 2  # every later sample came from the kept cases
+        for path, case in reads:
+            fresh = real_load(path)
+            assert np.array_equal(case.labels, fresh.labels) and np.array_equal(case.tissue, fresh.tissue)
+
+
 def test_checkpoint_round_trip_restores_model_and_optimizer(tmp_path):
     net = VNet(1, 2, base_channels=4, levels=2)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
