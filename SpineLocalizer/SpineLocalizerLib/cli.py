@@ -168,6 +168,7 @@ def cmd_train(args) -> int:
         log=lambda msg: print(msg, file=sys.stderr, flush=True),
         init_from=Path(args.init_from) if args.init_from else None,
         precision=args.precision,
+        width=args.width,
     )
     print(f"\nwrote {weights} and its card; use them with `spine-localizer plan --models {args.out}`", file=sys.stderr)
     return 0
@@ -252,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("auto", "bf16", "fp32"),
         default="auto",
         help="forward-pass arithmetic in training; auto = bf16 where the CPU has native bf16 (2-3x faster), else fp32",
+    )
+    t.add_argument(
+        "--width", type=int, help="V-Net channels at full resolution (default: the width of the --init-from weights, else 8)"
     )
     t.add_argument("--init-from", help="start from the weights in this folder (e.g. Resources/Models) to fine-tune")
     t.set_defaults(func=cmd_train)

@@ -1,7 +1,7 @@
 """Latency of the whole localizer pipeline (load excluded, planning included) on 2 threads, with the shipped
-runtime (ONNX Runtime) and with the TorchScript fallback, and in the same run one forward pass of MONAI's VNet on
-the same input as a reference. Peak memory is the process's
-maximum resident set size.
+runtime (V-Nets in bf16 where the CPU has it natively, the classifier in ONNX Runtime), all-fp32 ONNX Runtime and
+the TorchScript fallback, and in the same run one forward pass of MONAI's VNet on the same input as a reference.
+Peak memory is the process's maximum resident set size.
 
     .venv/bin/python Testing/bench/bench_pipeline.py
 """
@@ -72,12 +72,12 @@ def main() -> None:
             "sagittal multi-slice localizer (11 x 5 mm)": str(Path(tmp) / truth["files"]["sagittal_stack"]),
         }
         # Our pipeline runs alone in a fresh process, so its peak memory is its own (not the phantom's or MONAI's).
-        # The shipped path (ONNX Runtime) and the TorchScript fallback, each in its own fresh process.
+        # The shipped path, all-fp32 ONNX Runtime and the TorchScript fallback, each in its own fresh process.
         runs = {}
-        for runtime in ("onnxruntime", "torch"):
+        for runtime in ("", "onnxruntime", "torch"):
             with multiprocessing.get_context("spawn").Pool(1) as pool:
                 runs[runtime] = pool.apply(ours_in_child, (paths, runtime))
-        ours, peak_mb = runs["onnxruntime"]
+        ours, peak_mb = runs[""]
         monai = MonaiVNet(spatial_dims=3, in_channels=1, out_channels=2).eval()  # dropout is off in eval mode
         print(
             "| input | our pipeline, median s | MONAI VNet, one forward pass on the same 2 mm input, median s | ratio |"
@@ -91,12 +91,13 @@ def main() -> None:
             ref = statistics.median(monai_once(monai, x) for _ in range(3))
             print(f"| {name} | {ours[name]:.3f} | {ref:.3f} (input {tuple(x.shape[2:])}) | {ours[name] / ref:.2f} |")
     print(f"peak resident memory of a process running only our pipeline (both inputs): {peak_mb:.0f} MB")
-    slow, slow_mb = runs["torch"]
-    print(
-        "TorchScript fallback (SPINE_LOCALIZER_RUNTIME=torch): "
-        + ", ".join(f"{name} {slow[name]:.3f} s" for name in paths)
-        + f"; peak memory {slow_mb:.0f} MB"
-    )
+    for runtime, label in (("onnxruntime", "ONNX Runtime, all fp32"), ("torch", "TorchScript fallback")):
+        slow, slow_mb = runs[runtime]
+        print(
+            f"{label} ({RUNTIME_ENV}={runtime}): "
+            + ", ".join(f"{name} {slow[name]:.3f} s" for name in paths)
+            + f"; peak memory {slow_mb:.0f} MB"
+        )
 
 
 if __name__ == "__main__":

