@@ -255,7 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="forward-pass arithmetic in training; auto = bf16 where the CPU has native bf16 (2-3x faster), else fp32",
     )
     t.add_argument(
-        "--width", type=int, help="V-Net channels at full resolution (default: the width of the --init-from weights, else 8)"
+        "--width",
+        type=int,
+        help="V-Net channels at full resolution (default: the width of the --init-from weights, else 8)",
     )
     t.add_argument("--init-from", help="start from the weights in this folder (e.g. Resources/Models) to fine-tune")
     t.set_defaults(func=cmd_train)

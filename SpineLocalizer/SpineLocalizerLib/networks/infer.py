@@ -169,9 +169,7 @@ def run_pipeline(
     level_net = None
     if (model_dir / "levels.safetensors").exists():
         # fp32: its log-probabilities are summed over the discs by the sequence matching, and it is cheap.
-        level_net = InferenceNet(
-            load_model("levels", model_dir)[0], (2, 1) + LV.PATCH_2MM, threads=threads, bf16=False
-        )
+        level_net = InferenceNet(load_model("levels", model_dir)[0], (2, 1) + LV.PATCH_2MM, threads=threads, bf16=False)
     timings["load_models"] = time.perf_counter() - t0
     t = time.perf_counter()
     image2, grid = prepare_input(images)
