@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--width",
         type=int,
-        help="V-Net channels at full resolution (default: the width of the --init-from weights, else 8)",
+        help="V-Net channels at full resolution (default: the width of the --init-from weights, else the stage's: 16 discs, 8 localize)",
     )
     t.add_argument("--init-from", help="start from the weights in this folder (e.g. Resources/Models) to fine-tune")
     t.set_defaults(func=cmd_train)

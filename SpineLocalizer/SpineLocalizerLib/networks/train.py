@@ -56,7 +56,8 @@ class StageConfig:
 
 STAGES = {
     "localize": StageConfig("localize", 2 + len(D.LEVELS), steps=1500, spacing_mm=4.0),
-    "discs": StageConfig("discs", 3, steps=1800, spacing_mm=2.0),
+    # 16 channels: on 40 tuning phantoms disc Dice 0.911 vs 0.898 with 8, spine 0.941 vs 0.925 (README, Networks).
+    "discs": StageConfig("discs", 3, base_channels=16, steps=1800, spacing_mm=2.0),
     "levels": StageConfig("levels", len(LV.CLASSES), steps=1500, lr=1e-3, spacing_mm=2.0),
 }
 LEVEL_BATCH = 16
