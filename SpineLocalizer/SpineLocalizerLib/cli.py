@@ -169,6 +169,7 @@ def cmd_train(args) -> int:
         init_from=Path(args.init_from) if args.init_from else None,
         precision=args.precision,
         width=args.width,
+        sacrum_share=args.sacrum_share,
     )
     print(f"\nwrote {weights} and its card; use them with `spine-localizer plan --models {args.out}`", file=sys.stderr)
     return 0
@@ -258,6 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--width",
         type=int,
         help="V-Net channels at full resolution (default: the width of the --init-from weights, else the stage's: 16 discs, 8 localize)",
+    )
+    t.add_argument(
+        "--sacrum-share",
+        type=float,
+        help="discs stage: share of patches centred in the sacrum (default 0.12; the sacrum is most of the missed spine)",
     )
     t.add_argument("--init-from", help="start from the weights in this folder (e.g. Resources/Models) to fine-tune")
     t.set_defaults(func=cmd_train)

@@ -159,10 +159,10 @@ def localize_sample(case: D.Case, rng: np.random.Generator):
     )
 
 
-def disc_sample(case: D.Case, rng: np.random.Generator):
+def disc_sample(case: D.Case, rng: np.random.Generator, sacrum_share: float = SACRUM_FRACTION):
     """(image 1x64^3 at 2 mm, disc mask) centred near a random disc, sometimes anywhere on the spine."""
     u = rng.random()
-    sacrum = np.argwhere(case.labels[::2, ::2, ::2] == SACRUM_CODE) * 2 if u < SACRUM_FRACTION else []
+    sacrum = np.argwhere(case.labels[::2, ::2, ::2] == SACRUM_CODE) * 2 if u < sacrum_share else []
     if len(sacrum):
         center = sacrum[int(rng.integers(len(sacrum)))]
     elif case.discs and u < 0.85:
@@ -269,8 +269,17 @@ CACHED_CASES = 200  # decompressed phantom cases kept by the sample worker (~10 
 
 
 class _Samples(torch.utils.data.IterableDataset):
-    def __init__(self, stage: str, paths: list[Path], seed: int, user: list[D.Case], user_share: float):
+    def __init__(
+        self,
+        stage: str,
+        paths: list[Path],
+        seed: int,
+        user: list[D.Case],
+        user_share: float,
+        sacrum_share: float = SACRUM_FRACTION,
+    ):
         self.stage, self.paths, self.seed, self.user, self.user_share = stage, paths, seed, user, user_share
+        self.sacrum_share = sacrum_share
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
@@ -289,8 +298,10 @@ class _Samples(torch.utils.data.IterableDataset):
                     cases[k] = case
             if self.stage == "levels":
                 yield LV.level_sample(case, rng)
+            elif self.stage == "localize":
+                yield localize_sample(case, rng)
             else:
-                yield localize_sample(case, rng) if self.stage == "localize" else disc_sample(case, rng)
+                yield disc_sample(case, rng, self.sacrum_share)
 
 
 def validate_levels(net, val_paths: list[Path]) -> dict[str, float]:
@@ -372,10 +383,16 @@ def train(
     init_from: Path | None = None,
     precision: str = "auto",
     width: int | None = None,
+    sacrum_share: float | None = None,
 ) -> Path:
     stage = "localize" if stage == "labels" else stage
     precision = training_precision(precision)
     cfg = STAGES[stage]
+    if sacrum_share is not None and (stage != "discs" or not 0.0 <= sacrum_share <= 1.0):
+        raise ValueError(
+            f"--sacrum-share is the share (0-1) of disc-network patches centred in the sacrum, got {sacrum_share!r}"
+        )
+    sacrum_share = SACRUM_FRACTION if sacrum_share is None else sacrum_share
     if width is not None:
         if stage == "levels":
             raise ValueError("--width sets the channels of a V-Net stage (localize, discs), not of the classifier")
@@ -427,7 +444,7 @@ def train(
         log(f"starting {stage} from the weights in {init_from}")
     log(f"training {stage} in {precision}")
     loader = torch.utils.data.DataLoader(
-        _Samples(stage, paths, seed, user, user_share),
+        _Samples(stage, paths, seed, user, user_share, sacrum_share),
         batch_size=LEVEL_BATCH if stage == "levels" else None,
         num_workers=1,
         prefetch_factor=4,
@@ -494,6 +511,7 @@ def train(
         init_card=start_card,
         precision=precision,
         cfg=cfg,
+        sacrum_share=sacrum_share if stage == "discs" else None,
     )
 
 
@@ -511,6 +529,7 @@ def export(
     init_card: dict | None = None,
     precision: str = "fp32",
     cfg: StageConfig | None = None,
+    sacrum_share: float | None = None,
 ) -> Path:
     cfg = cfg or STAGES[stage]
     weights = out_dir / f"{stage}.safetensors"
@@ -541,6 +560,7 @@ def export(
             "user_cases": user,  # mixed in with the phantoms when not empty
             "user_share": user_share if user else 0.0,
             "synthesis": "random per-tissue contrast, inversion, bias, gamma, blur, noise, thick slices, random FOV, L-R flips",
+            **({} if sacrum_share is None else {"sacrum_share": sacrum_share}),
         },
         "training_seed": seed,
         "steps": steps,
