@@ -61,6 +61,32 @@ def test_training_samples_have_consistent_targets(phantoms, tmp_path):
         T.train("discs", tmp_path / "cache", tmp_path, sacrum_share=1.5)
 
 
+def test_soft_disc_targets_are_label_fractions_on_a_shifted_grid(tmp_path):
+    case = D.load_case(D.make_phantom_case(7, tmp_path))
+    for seed in (1, 2, 3):
+        # The same seed draws the same crop and image for both kinds of target.
+        img_h, hard = T.disc_sample(case, np.random.default_rng(seed), sacrum_share=0.0, targets="hard")
+        img_s, soft = T.disc_sample(case, np.random.default_rng(seed), sacrum_share=0.0, targets="soft")
+        assert soft.shape == (3,) + T.DISC_PATCH_2MM and soft.dtype == np.float32
+        assert np.allclose(soft.sum(axis=0), 1.0, atol=1e-5) and soft.min() >= -1e-6
+        partial = (soft[2] > 0.05) & (soft[2] < 0.95)
+        assert partial.sum() > 0.3 * (hard == 2).sum()  # the disc surfaces fall between voxels
+        # Interpolation moves the labels, it does not grow or shrink them (the patch edge aside).
+        assert abs(soft[2].sum() / (hard == 2).sum() - 1.0) < 0.05
+        assert abs((soft[1] + soft[2]).sum() / (hard > 0).sum() - 1.0) < 0.05
+        # The image moved with its labels: the disc signal sits where the disc fractions are.
+        flip_h, flip_s = (
+            np.corrcoef(img_h[0].ravel(), img_s[0].ravel())[0, 1],
+            np.corrcoef(img_h[0, ::-1].ravel(), img_s[0].ravel())[0, 1],
+        )
+        same = hard[::-1] if flip_h < flip_s else hard
+        assert np.corrcoef((same == 2).ravel(), soft[2].ravel())[0, 1] > 0.8
+    with pytest.raises(ValueError, match="targets"):
+        T.train("localize", tmp_path / "cache", tmp_path, targets="soft")
+    with pytest.raises(ValueError, match="targets"):
+        T.train("discs", tmp_path / "cache", tmp_path, targets="fuzzy")
+
+
 def test_sample_stream_reads_each_case_once_and_leaves_it_unchanged(tmp_path, monkeypatch):
     """The sample worker keeps decompressed cases; that is only safe while no sample writes into them."""
     paths = [D.make_phantom_case(seed, tmp_path) for seed in (7, 8)]
@@ -374,6 +400,19 @@ def test_three_class_disc_loss_scores_both_the_discs_and_the_spine():
     assert good < 1e-3
     # Bodies and discs swapped: the spine term is still perfect, the disc term and the focal term are not.
     assert bad > 1.0
+    # Class fractions that are one-hot give the same loss as the class indices.
+    onehot = torch.nn.functional.one_hot(target, 3).permute(0, 4, 1, 2, 3).float()
+    logits = torch.randn(1, 3, 6, 6, 6, generator=torch.Generator().manual_seed(0))
+    same = [float(T.focal_dice_loss(logits, t, dice_sets=T.DISC_DICE_SETS)) for t in (target, onehot)]
+    assert same[0] == pytest.approx(same[1], rel=1e-5)
+    # Half-and-half fractions are best met by a probability of one half, not by either class.
+    half = torch.full((1, 3, 6, 6, 6), 0.0)
+    half[:, 1:] = 0.5
+    unsure = torch.full((1, 3, 6, 6, 6), -20.0)
+    unsure[:, 1:] = 0.0
+    sure = unsure.clone()
+    sure[:, 2] = 20.0
+    assert float(T.focal_dice_loss(unsure, half)) < float(T.focal_dice_loss(sure, half))
 
 
 def test_bf16_training_step_follows_the_fp32_gradient():

@@ -170,6 +170,7 @@ def cmd_train(args) -> int:
         precision=args.precision,
         width=args.width,
         sacrum_share=args.sacrum_share,
+        targets=args.targets,
     )
     print(f"\nwrote {weights} and its card; use them with `spine-localizer plan --models {args.out}`", file=sys.stderr)
     return 0
@@ -264,6 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--sacrum-share",
         type=float,
         help="discs stage: share of patches centred in the sacrum (default 0.12; the sacrum is most of the missed spine)",
+    )
+    t.add_argument(
+        "--targets",
+        choices=("soft", "hard"),
+        help="discs stage: soft (default) = label fractions on a sub-voxel-shifted grid, as inference resamples "
+        "the localizer; hard = the class of each voxel",
     )
     t.add_argument("--init-from", help="start from the weights in this folder (e.g. Resources/Models) to fine-tune")
     t.set_defaults(func=cmd_train)
