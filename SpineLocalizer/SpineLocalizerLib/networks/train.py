@@ -170,7 +170,10 @@ def disc_sample(case: D.Case, rng: np.random.Generator, sacrum_share: float = SA
     """(image 1x64^3 at 2 mm, target) centred near a random disc, sometimes anywhere on the spine.
 
     targets "hard": class indices (64^3, int64) on the phantom's own grid. "soft": the patch is resampled onto a
-    grid shifted by a random sub-voxel offset and the target is the class fractions there (3x64^3, float32).
+    grid shifted by a random sub-voxel offset and the target is the class fractions there (3x64^3, float32);
+    about half of the soft patches lose part of their field of view as multi-slice and lumbar-only localizers do
+    (a thin left-right slab or a sub-box, image zero outside); voxels outside it have fractions summing to 0,
+    which the loss does not score (inference never reads the networks outside the images).
     Why: at inference the localizer is resampled linearly onto the canonical grid and the probabilities back onto
     the localizer's grid, whose labels are the reference. A network that reproduces hard labels of its own grid
     caps the disc Dice at ~0.93 on that round trip (4 tuning phantoms: 0.913-0.941), one that predicts the
@@ -216,10 +219,13 @@ def disc_sample(case: D.Case, rng: np.random.Generator, sacrum_share: float = SA
     image = ndimage.shift(image[ctx], shift, order=1, mode="nearest")[1:-1, 1:-1, 1:-1]
     if rng.random() < 0.5:
         image, soft = image[::-1], soft[:, ::-1]
-    image = _pad_to(image, DISC_PATCH_2MM)
-    soft = _pad_to(soft, DISC_PATCH_2MM)
-    soft[0] += 1.0 - soft.sum(axis=0)  # padding is background
-    return np.ascontiguousarray(image[None]), np.ascontiguousarray(soft)
+    spine_lr = np.nonzero((soft[1] + soft[2]).sum(axis=(1, 2)) > 0)[0]
+    fov = D.random_fov_mask(image.shape, rng, center_lr=float(spine_lr.mean()) if len(spine_lr) else None)
+    if fov is not None:
+        image, soft = image * fov, soft * fov
+    # Padding (a patch at the edge of the phantom's grid) is outside the field of view too: not scored.
+    image, soft = _pad_to(image, DISC_PATCH_2MM), _pad_to(soft, DISC_PATCH_2MM)
+    return np.ascontiguousarray(image[None], dtype=np.float32), np.ascontiguousarray(soft, dtype=np.float32)
 
 
 # --------------------------------------------------------------------------------------------- losses
@@ -232,16 +238,21 @@ def focal_dice_loss(
     (2,) the discs, (1, 2) the spine = bodies + discs).
 
     `target` holds class indices (N, ...) or class fractions (N, C, ...); with one-hot fractions both give the
-    same loss. With fractions the focal term is the fraction-weighted sum over classes."""
+    same loss. With fractions the focal term is the fraction-weighted sum over classes, and voxels whose
+    fractions sum to 0 (outside the field of view) are scored by neither term."""
     logp = F.log_softmax(logits, dim=1)
+    scored = None
     if target.is_floating_point():
         focal = (-(target * (1 - logp.exp()) ** gamma * logp).sum(dim=1)).mean()
+        scored = target.sum(dim=1)
     else:
         logp_t = logp.gather(1, target[:, None]).squeeze(1)
         focal = (-((1 - logp_t.exp()) ** gamma) * logp_t).mean()
     loss = focal
     for classes in dice_sets:
         prob = sum(logp[:, c].exp() for c in classes)
+        if scored is not None:
+            prob = prob * scored
         if target.is_floating_point():
             tgt = sum(target[:, c] for c in classes)
         else:
