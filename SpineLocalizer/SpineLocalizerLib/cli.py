@@ -269,8 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--targets",
         choices=("soft", "hard"),
-        help="discs stage: soft (default) = label fractions on a sub-voxel-shifted grid, as inference resamples "
-        "the localizer; hard = the class of each voxel",
+        help="discs stage: hard (default) = the class of each voxel; soft = label fractions on a sub-voxel-shifted "
+        "grid, as inference resamples the localizer, half the patches cut to part of their field of view "
+        "(README: better Dice, a fine-tune of it cost two held-out stacks their lumbar count)",
     )
     t.add_argument("--init-from", help="start from the weights in this folder (e.g. Resources/Models) to fine-tune")
     t.set_defaults(func=cmd_train)

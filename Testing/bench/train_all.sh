@@ -15,7 +15,7 @@ mkdir -p "$out"
 start=$(date +%s)
 stamp() { echo "[$(($(date +%s) - start)) s] $*" | tee -a "$out/train_all.log" >&2; }
 stamp "discs"
-"$bin/spine-localizer" train --stage discs --steps 7000 --seed 11 --width 16 --cache "$cache" --out "$out/phantom"
+"$bin/spine-localizer" train --stage discs --steps 7000 --seed 11 --width 16 --targets hard --cache "$cache" --out "$out/phantom"
 stamp "localize"
 "$bin/spine-localizer" train --stage localize --steps 2400 --seed 12 --cache "$cache" --out "$out/phantom"
 stamp "levels"

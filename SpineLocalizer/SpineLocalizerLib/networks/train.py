@@ -42,9 +42,10 @@ SACRUM_CODE = VERTEBRA_CODES["S1"]
 # Disc-stage targets (train --targets): what each one means, as the weights' card records it.
 DISC_TARGETS = {
     "hard": "class of each voxel of the phantom's 2 mm grid",
-    "soft": "class fractions on a grid shifted by a random sub-voxel offset (image resampled the same way)",
+    "soft": "class fractions on a grid shifted by a random sub-voxel offset (image resampled the same way); "
+    "about half the patches cut to part of their field of view, not scored outside it",
 }
-DEFAULT_DISC_TARGETS = "soft"
+DEFAULT_DISC_TARGETS = "hard"
 TRAIN_SEEDS = range(1, 161)
 VAL_SEEDS = range(50001, 50017)
 
