@@ -242,8 +242,8 @@ def focal_dice_loss(
     same loss. With fractions the focal term is the fraction-weighted sum over classes, and voxels whose
     fractions sum to 0 (outside the field of view) are scored by neither term."""
     logp = F.log_softmax(logits, dim=1)
-    scored = None
-    if target.is_floating_point():
+    fractions = target.is_floating_point()
+    if fractions:
         focal = (-(target * (1 - logp.exp()) ** gamma * logp).sum(dim=1)).mean()
         scored = target.sum(dim=1)
     else:
@@ -252,9 +252,8 @@ def focal_dice_loss(
     loss = focal
     for classes in dice_sets:
         prob = sum(logp[:, c].exp() for c in classes)
-        if scored is not None:
+        if fractions:
             prob = prob * scored
-        if target.is_floating_point():
             tgt = sum(target[:, c] for c in classes)
         else:
             tgt = sum((target == c).float() for c in classes)
