@@ -93,6 +93,22 @@ def test_soft_disc_targets_are_label_fractions_on_a_shifted_grid(tmp_path):
         T.train("discs", tmp_path / "cache", tmp_path, targets="fuzzy")
 
 
+def test_cut_disc_targets_are_the_hard_labels_with_part_of_the_field_of_view_unscored(tmp_path):
+    case = D.load_case(D.make_phantom_case(7, tmp_path))
+    cut = 0
+    for seed in range(8):
+        img_h, hard = T.disc_sample(case, np.random.default_rng(seed), sacrum_share=0.0, targets="hard")
+        img_c, onehot = T.disc_sample(case, np.random.default_rng(seed), sacrum_share=0.0, targets="cut")
+        assert onehot.shape == (3,) + T.DISC_PATCH_2MM and set(np.unique(onehot)) <= {0.0, 1.0}
+        scored = onehot.sum(axis=0) > 0.5
+        assert scored.sum() > 1000
+        # Same crop, flip and image as the hard sample where scored; blank image and no target outside.
+        assert np.array_equal(onehot.argmax(axis=0)[scored], hard[scored])
+        assert np.allclose(img_c[0][scored], img_h[0][scored]) and not img_c[0][~scored].any()
+        cut += not scored.all()
+    assert 1 <= cut <= 7
+
+
 def test_sample_stream_reads_each_case_once_and_leaves_it_unchanged(tmp_path, monkeypatch):
     """The sample worker keeps decompressed cases; that is only safe while no sample writes into them."""
     paths = [D.make_phantom_case(seed, tmp_path) for seed in (7, 8)]
@@ -261,6 +277,38 @@ def test_discs_on_input_grid_follow_the_probability_not_the_2mm_voxels():
     assert dice(smooth > 0, truth) > 0.9
 
 
+def test_canonical_grid_follows_a_slightly_tilted_localizer_and_round_trips_its_labels_exactly():
+    from scipy.spatial.transform import Rotation
+    from SpineLocalizerLib.networks.canonical import (
+        ALIGN_MAX_DEG,
+        canonical_grid_for,
+        from_canonical,
+        to_canonical,
+    )
+    from SpineLocalizerLib.volume_io import Volume
+
+    rng = np.random.default_rng(3)
+    # A sagittal stack as scanners write it: voxel axes (P, I, R)-like, tilted a few degrees.
+    tilt = Rotation.from_euler("xyz", [6, -4, 8], degrees=True).as_matrix()
+    stack_axes = tilt @ np.array([[0.0, 0.0, -1.0], [1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+    labels = (rng.random((60, 70, 40)) > 0.7).astype(np.int16) * 7
+    vol = Volume(labels, (2.0, 2.0, 2.0), np.array([12.3, -40.7, 88.1]), stack_axes)
+    grid = canonical_grid_for(vol)
+    # Grid axis i, j, k runs along L, P, S (within the limit) and along one of the image's own axes.
+    assert np.all(np.diag(grid.direction) > np.cos(np.radians(ALIGN_MAX_DEG)))
+    assert np.allclose(np.abs(grid.direction.T @ stack_axes).max(axis=1), 1.0)
+    assert np.allclose(grid.world_to_index(grid.index_to_world([[3, 4, 5]])), [[3, 4, 5]])
+    # 2 mm voxels on a grid sharing their centres: nothing is interpolated, either way.
+    canon, _ = to_canonical(vol, grid, labels=True)
+    assert np.array_equal(from_canonical(canon, grid, vol), labels)
+    soft, _ = to_canonical(Volume(labels.astype(np.float32), vol.spacing, vol.origin, vol.direction), grid)
+    assert np.array_equal(from_canonical(soft, grid, vol, labels=False) >= 3.5, labels > 0)
+    # Tilted beyond the limit, or asked not to align: L, P, S axes.
+    steep = Rotation.from_euler("xyz", [0, 0, ALIGN_MAX_DEG + 5], degrees=True).as_matrix()
+    assert np.array_equal(canonical_grid_for(Volume(labels, (2.0,) * 3, np.zeros(3), steep)).direction, np.eye(3))
+    assert np.array_equal(canonical_grid_for(vol, align=False).direction, np.eye(3))
+
+
 def test_a_thin_but_wide_lumbar_disc_is_not_taken_for_a_thoracic_one():
     # Bottom-up: L5-S1 .. L2-L3 thick, L1-L2 degenerated (as thin as a thoracic disc) but with a lumbar footprint,
     # then three small thin thoracic discs. The sacrum lies below the lowest disc.
@@ -338,13 +386,14 @@ def test_inference_net_runs_the_level_classifier_at_any_batch_size(runtime, monk
             assert torch.allclose(fast(x), net(x), atol=1e-3)
 
 
-def test_inside_images_of_a_tilted_image_matches_a_voxel_by_voxel_check():
+@pytest.mark.parametrize("angles", [(20, -10, 35), (4, -7, 6)])  # L, P, S grid; grid along the image's axes
+def test_inside_images_of_a_tilted_image_matches_a_voxel_by_voxel_check(angles):
     from scipy.spatial.transform import Rotation
     from SpineLocalizerLib.networks.canonical import canonical_grid_for
     from SpineLocalizerLib.networks.infer import INSIDE_MARGIN_MM, _inside_images
     from SpineLocalizerLib.volume_io import Volume
 
-    direction = Rotation.from_euler("xyz", [20, -10, 35], degrees=True).as_matrix()
+    direction = Rotation.from_euler("xyz", angles, degrees=True).as_matrix()
     image = Volume(np.zeros((40, 50, 9), dtype=np.float32), (1.5, 1.5, 5.0), np.array([-30.0, 10.0, 5.0]), direction)
     grid = canonical_grid_for(image)
     box = (slice(3, 60), slice(10, 90), slice(0, 70))

@@ -268,9 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--targets",
-        choices=("soft", "hard"),
-        help="discs stage: hard (default) = the class of each voxel; soft = label fractions on a sub-voxel-shifted "
-        "grid, as inference resamples the localizer, half the patches cut to part of their field of view "
+        choices=("hard", "cut", "soft"),
+        help="discs stage: hard (default) = the class of each voxel; cut = the same, half the patches cut to part of "
+        "their field of view (unscored outside); soft = label fractions on a sub-voxel-shifted grid, cut likewise "
         "(README: better Dice, a fine-tune of it cost two held-out stacks their lumbar count)",
     )
     t.add_argument("--init-from", help="start from the weights in this folder (e.g. Resources/Models) to fine-tune")

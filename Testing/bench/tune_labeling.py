@@ -40,7 +40,7 @@ def capture(n: int, work: Path) -> list[dict]:
         return match(responses, centres_mm, lumbar_count, max_shift, **kw)
 
     def spy_label(prob, heat4, offset4, box, grid, *args, **kw):
-        seen["offset_mm"] = grid.origin + np.array([s.start for s in box]) * grid.spacing
+        seen["grid"], seen["box_start"] = grid, np.array([s.start for s in box])
         return label(prob, heat4, offset4, box, grid, *args, **kw)
 
     infer.match_sequence, infer.label_discs = spy_match, spy_label
@@ -62,14 +62,16 @@ def capture(n: int, work: Path) -> list[dict]:
             infer.run_pipeline([image])
             if "centres" not in seen:
                 continue
-            world = seen["offset_mm"] + seen["centres"]
+            grid = seen["grid"]  # centres: mm along the grid's axes from the box's corner
+            world = grid.index_to_world(seen["box_start"] + seen["centres"] / grid.spacing)
             ref = np.array([d["centroid_lps"] for d in truth["discs"]])
             true = []
             for w in world:
                 dist = np.linalg.norm(ref - w, axis=1)
                 k = int(np.argmin(dist))
                 true.append(truth["discs"][k]["label"] if dist[k] < 10.0 else None)
-            rows.append({**seen, "n": truth["lumbar_count"], "true": true})
+            kept = {k: v for k, v in seen.items() if k not in ("grid", "box_start")}
+            rows.append({**kept, "n": truth["lumbar_count"], "true": true})
             print(f"case {i}: {truth['lumbar_count']} lumbar, components {true}", file=sys.stderr, flush=True)
     finally:
         infer.match_sequence, infer.label_discs = match, label

@@ -1,7 +1,8 @@
 """The localizer pipeline: localize the spine, segment the discs, label them, fuse, and hand over to planning.
 
-1. The input (one localizer, or a sagittal + coronal pair averaged) is resampled to the canonical grid (LPS axes,
-   2 mm) and normalised; a 4 mm copy goes to the localization/labeling V-Net.
+1. The input (one localizer, or a sagittal + coronal pair averaged) is resampled to the canonical grid (2 mm,
+   along the localizer's own axes when they are within 20 degrees of L, P, S, else along L, P, S) and
+   normalised; a 4 mm copy goes to the localization/labeling V-Net.
 2. Spine probability -> largest connected component -> bounding box (+ 12 mm). If fewer than four discs turn up
    in that box (on real T2 the phantom-trained spine network can take the bowel or vessels for the spine), the
    discs are searched in the whole image and the longest chain of candidates stacked like a spine is kept.
@@ -297,7 +298,7 @@ def _footprint_box(images: list[Volume], grid: CanonicalGrid) -> tuple[slice, ..
     corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=float)
     lo, hi = np.full(3, np.inf), np.full(3, -np.inf)
     for vol in images:
-        idx = (vol.index_to_world(corners * (np.array(vol.array.shape) - 1)) - grid.origin) / grid.spacing
+        idx = grid.world_to_index(vol.index_to_world(corners * (np.array(vol.array.shape) - 1)))
         lo, hi = np.minimum(lo, idx.min(axis=0)), np.maximum(hi, idx.max(axis=0))
     lo = np.clip(np.floor(lo).astype(int), 0, np.array(grid.size) - 1)
     hi = np.clip(np.ceil(hi).astype(int) + 1, lo + 1, np.array(grid.size))
@@ -330,7 +331,8 @@ def _inside_images(images: list[Volume], grid: CanonicalGrid, box) -> np.ndarray
     origin = grid.index_to_world([s.start for s in box])
     for vol in images:
         d = vol.world_to_index(origin)
-        step = vol.world_to_index(origin + grid.spacing * np.eye(3)) - d  # row r: index change per grid step on r
+        # row r: the image index change per grid step along grid axis r
+        step = vol.world_to_index(origin + grid.spacing * grid.direction.T) - d
         n = np.array(vol.array.shape, dtype=float)
         # The margin never takes more than a quarter of an axis (a multi-slice stack is a thin slab).
         m = np.minimum(INSIDE_MARGIN_MM / np.asarray(vol.spacing, dtype=float), 0.25 * n)

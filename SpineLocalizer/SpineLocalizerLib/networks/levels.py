@@ -9,7 +9,7 @@ curve (kyphotic above the thoracolumbar junction, lordotic below), the sacrum un
 adds their log-likelihood under each naming hypothesis (LVP's template matching is kept; this replaces only the
 hand-made thickness/footprint prior when the model is present).
 
-Patches are cut from the canonical 2 mm LPS grid around the disc centre and normalised on their own
+Patches are cut from the canonical 2 mm grid around the disc centre and normalised on their own
 (`data.normalise`), in training (after synthesis) and in inference alike.
 """
 

@@ -44,6 +44,8 @@ DISC_TARGETS = {
     "hard": "class of each voxel of the phantom's 2 mm grid",
     "soft": "class fractions on a grid shifted by a random sub-voxel offset (image resampled the same way); "
     "about half the patches cut to part of their field of view, not scored outside it",
+    "cut": "class of each voxel of the phantom's 2 mm grid; about half the patches cut to part of their field of "
+    "view, not scored outside it",
 }
 DEFAULT_DISC_TARGETS = "hard"
 TRAIN_SEEDS = range(1, 161)
@@ -170,7 +172,8 @@ def localize_sample(case: D.Case, rng: np.random.Generator):
 def disc_sample(case: D.Case, rng: np.random.Generator, sacrum_share: float = SACRUM_FRACTION, targets: str = "hard"):
     """(image 1x64^3 at 2 mm, target) centred near a random disc, sometimes anywhere on the spine.
 
-    targets "hard": class indices (64^3, int64) on the phantom's own grid. "soft": the patch is resampled onto a
+    targets "hard": class indices (64^3, int64) on the phantom's own grid. "cut": the same as one-hot fractions
+    (3x64^3, float32), about half the patches cut as below. "soft": the patch is resampled onto a
     grid shifted by a random sub-voxel offset and the target is the class fractions there (3x64^3, float32);
     about half of the soft patches lose part of their field of view as multi-slice and lumbar-only localizers do
     (a thin left-right slab or a sub-box, image zero outside); voxels outside it have fractions summing to 0,
@@ -209,15 +212,19 @@ def disc_sample(case: D.Case, rng: np.random.Generator, sacrum_share: float = SA
         image = image[inner]
         image, target = _pad_to(image, DISC_PATCH_2MM), _pad_to(target, DISC_PATCH_2MM, False)
         return np.ascontiguousarray(image[None]), np.ascontiguousarray(target.astype(np.int64))
-    # The image and the one-hot labels move by the same offset, both interpolated linearly, as inference does
-    # to the image; one voxel of context each side is enough for a shift below one voxel.
-    shift = rng.uniform(-0.5, 0.5, size=3)
+    # "soft": the image and the one-hot labels move by the same offset, both interpolated linearly, as inference
+    # does to the image; one voxel of context each side is enough for a shift below one voxel. "cut": no shift.
     ctx = (slice(margin - 1, -margin + 1),) * 3
     labels = sub.labels[ctx]
     classes = np.where(D.disc_mask(labels), 2, np.where(D.spine_mask(labels), 1, 0))
     onehot = [(classes == c).astype(np.float32) for c in range(len(DISC_CLASSES))]
-    soft = np.stack([ndimage.shift(o, shift, order=1, mode="nearest")[1:-1, 1:-1, 1:-1] for o in onehot])
-    image = ndimage.shift(image[ctx], shift, order=1, mode="nearest")[1:-1, 1:-1, 1:-1]
+    image = image[ctx]
+    if targets == "soft":
+        shift = rng.uniform(-0.5, 0.5, size=3)
+        onehot = [ndimage.shift(o, shift, order=1, mode="nearest") for o in onehot]
+        image = ndimage.shift(image, shift, order=1, mode="nearest")
+    soft = np.stack([o[1:-1, 1:-1, 1:-1] for o in onehot])
+    image = image[1:-1, 1:-1, 1:-1]
     if rng.random() < 0.5:
         image, soft = image[::-1], soft[:, ::-1]
     spine_lr = np.nonzero((soft[1] + soft[2]).sum(axis=(1, 2)) > 0)[0]
@@ -608,9 +615,9 @@ def export(
         else vnet,
         "outputs": outputs,
         "spacing_mm": cfg.spacing_mm,
-        "input": "canonical LPS grid, intensities scaled by networks.data.normalise; sides multiple of 8 voxels"
+        "input": "canonical grid (networks.canonical), intensities scaled by networks.data.normalise; sides multiple of 8"
         if stage != "levels"
-        else "48^3 patch of the canonical LPS grid centred on a disc candidate, normalised on its own",
+        else "48^3 patch of the canonical grid centred on a disc candidate, normalised on its own",
         "input_size_trained": list(
             {"localize": LOCALIZE_CROP_4MM, "discs": DISC_PATCH_2MM, "levels": LV.PATCH_2MM}[stage]
         ),
