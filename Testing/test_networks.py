@@ -293,7 +293,7 @@ def test_canonical_grid_follows_a_slightly_tilted_localizer_and_round_trips_its_
     stack_axes = tilt @ np.array([[0.0, 0.0, -1.0], [1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
     labels = (rng.random((60, 70, 40)) > 0.7).astype(np.int16) * 7
     vol = Volume(labels, (2.0, 2.0, 2.0), np.array([12.3, -40.7, 88.1]), stack_axes)
-    grid = canonical_grid_for(vol)
+    grid = canonical_grid_for(vol, align=True)
     # Grid axis i, j, k runs along L, P, S (within the limit) and along one of the image's own axes.
     assert np.all(np.diag(grid.direction) > np.cos(np.radians(ALIGN_MAX_DEG)))
     assert np.allclose(np.abs(grid.direction.T @ stack_axes).max(axis=1), 1.0)
@@ -305,8 +305,12 @@ def test_canonical_grid_follows_a_slightly_tilted_localizer_and_round_trips_its_
     assert np.array_equal(from_canonical(soft, grid, vol, labels=False) >= 3.5, labels > 0)
     # Tilted beyond the limit, or asked not to align: L, P, S axes.
     steep = Rotation.from_euler("xyz", [0, 0, ALIGN_MAX_DEG + 5], degrees=True).as_matrix()
-    assert np.array_equal(canonical_grid_for(Volume(labels, (2.0,) * 3, np.zeros(3), steep)).direction, np.eye(3))
-    assert np.array_equal(canonical_grid_for(vol, align=False).direction, np.eye(3))
+    steep_volume = Volume(labels, (2.0,) * 3, np.zeros(3), steep)
+    assert np.array_equal(canonical_grid_for(steep_volume, align=True).direction, np.eye(3))
+    lps = canonical_grid_for(vol)  # the default
+    assert np.array_equal(lps.direction, np.eye(3))
+    canon, _ = to_canonical(vol, lps, labels=True)
+    assert not np.array_equal(from_canonical(canon, lps, vol), labels)  # nearest neighbour between rotated grids
 
 
 def test_a_thin_but_wide_lumbar_disc_is_not_taken_for_a_thoracic_one():
@@ -386,7 +390,8 @@ def test_inference_net_runs_the_level_classifier_at_any_batch_size(runtime, monk
             assert torch.allclose(fast(x), net(x), atol=1e-3)
 
 
-@pytest.mark.parametrize("angles", [(20, -10, 35), (4, -7, 6)])  # L, P, S grid; grid along the image's axes
+# L, P, S grid (tilted too far to align); grid along the image's own axes
+@pytest.mark.parametrize("angles", [(20, -10, 35), (4, -7, 6)])
 def test_inside_images_of_a_tilted_image_matches_a_voxel_by_voxel_check(angles):
     from scipy.spatial.transform import Rotation
     from SpineLocalizerLib.networks.canonical import canonical_grid_for
@@ -395,7 +400,8 @@ def test_inside_images_of_a_tilted_image_matches_a_voxel_by_voxel_check(angles):
 
     direction = Rotation.from_euler("xyz", angles, degrees=True).as_matrix()
     image = Volume(np.zeros((40, 50, 9), dtype=np.float32), (1.5, 1.5, 5.0), np.array([-30.0, 10.0, 5.0]), direction)
-    grid = canonical_grid_for(image)
+    grid = canonical_grid_for(image, align=True)
+    assert np.array_equal(grid.direction, np.eye(3)) == (max(np.abs(angles)) > 20)
     box = (slice(3, 60), slice(10, 90), slice(0, 70))
     fast = _inside_images([image], grid, box)
     ijk = np.stack(np.meshgrid(*(np.arange(s.start, s.stop) for s in box), indexing="ij"), axis=-1).reshape(-1, 3)

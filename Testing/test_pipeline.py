@@ -61,6 +61,27 @@ def test_cli_network_plan_writes_discs_on_the_input_grid(phantoms, tmp_path):
     assert plan["timings_s"]["total"] > 0 and "network_localize_and_label" in plan["timings_s"]
 
 
+def test_cli_network_plan_on_the_localizers_own_axes(phantoms, tmp_path):
+    # A 2 mm localizer tilted a few degrees (phantom 100004): on its own axes the networks' labels come back
+    # onto its voxels without interpolation; the disc Dice must not fall below the L, P, S run's.
+    from SpineLocalizerLib.labels import is_disc_code
+
+    folder, truth = phantoms.get(100_004)
+    image = folder / truth["files"]["localizer"]
+    reference = np.vectorize(is_disc_code)(read_volume(folder / truth["files"]["localizer_labels"]).array)
+    dice = {}
+    for axes in ("lps", "localizer"):
+        out = tmp_path / axes
+        assert localizer_main(["plan", str(image), "--out", str(out), "--grid-axes", axes]) == 0
+        discs = read_volume(out / "discs.nii.gz")
+        assert discs.same_grid(read_volume(image))
+        found = discs.array > 0
+        dice[axes] = 2 * (found & reference).sum() / (found.sum() + reference.sum())
+        plan = json.loads((out / "plan.json").read_text())
+        assert len(plan["discs"]) >= 5 and {d["value"] for d in plan["discs"]} <= set(np.unique(discs.array))
+    assert dice["lps"] > 0.8 and dice["localizer"] >= dice["lps"] - 0.005, dice
+
+
 def _write(tmp_path, name, array, spacing=(2.0, 2.0, 2.0)):
     path = tmp_path / name
     write_volume(Volume(array, spacing, np.zeros(3), np.eye(3)), path)

@@ -88,7 +88,10 @@ def _plan_with_networks(image_path: Path, args, protocol):
     image = read_volume(image_path)
     inputs = [image] + ([read_volume(args.coronal)] if args.coronal else [])
     result = run_pipeline(
-        inputs, lumbar_count=args.lumbar_count, model_dir=Path(args.models) if args.models else MODEL_DIR
+        inputs,
+        lumbar_count=args.lumbar_count,
+        model_dir=Path(args.models) if args.models else MODEL_DIR,
+        grid_axes=args.grid_axes,
     )
     discs_canonical = result.grid.as_volume(result.discs_canonical)
     n_discs = len(np.unique(result.discs_canonical)) - 1
@@ -218,6 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (one sub-folder per input when several)")
     p.add_argument("--protocol", help="protocol JSON (default: the bundled lumbar protocol)")
     p.add_argument("--lumbar-count", type=int, choices=(4, 5, 6), help="number of lumbar vertebrae, if not 5")
+    p.add_argument(
+        "--grid-axes",
+        choices=("lps", "localizer"),
+        default="lps",
+        help="axes the networks run on: lps (default) or the localizer's own when tilted < 20 deg (README: disc "
+        "Dice +0.01 on 2 mm localizers, but more wrong lumbar counts on held-out phantoms)",
+    )
     p.set_defaults(func=cmd_plan)
     r = sub.add_parser("reslice", help="reslice a volume along the plan's axial slice groups")
     r.add_argument("volume")

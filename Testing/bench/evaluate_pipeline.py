@@ -3,6 +3,7 @@
 .venv/bin/python Testing/bench/evaluate_pipeline.py phantoms [N] [MODELS]  # synthetic, seeds 100000+
 .venv/bin/python Testing/bench/evaluate_pipeline.py real             # ../shared/data/real/vertebrae_t2
 .venv/bin/python Testing/bench/evaluate_pipeline.py real B [MODELS]  # one fold (A or B), weights from MODELS
+Add --grid-axes=localizer to run the networks on the localizer's own axes (`spine-localizer plan --grid-axes`).
 """
 
 from __future__ import annotations
@@ -24,12 +25,15 @@ from SpineLocalizerLib.networks.evaluation import (
 
 
 def main() -> None:
-    mode = sys.argv[1] if len(sys.argv) > 1 else "phantoms"
+    grid_axes = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--grid-axes=")), "lps")
+    argv = [sys.argv[0]] + [a for a in sys.argv[1:] if not a.startswith("--grid-axes=")]
+    mode = argv[1] if len(argv) > 1 else "phantoms"
     Path("out").mkdir(exist_ok=True)
     t = time.perf_counter()
     if mode == "phantoms":
-        n = int(sys.argv[2]) if len(sys.argv) > 2 else 100
-        rows = evaluate_phantoms(n, model_dir=Path(sys.argv[3]) if len(sys.argv) > 3 else MODEL_DIR)
+        n = int(argv[2]) if len(argv) > 2 else 100
+        models = Path(argv[3]) if len(argv) > 3 else MODEL_DIR
+        rows = evaluate_phantoms(n, model_dir=models, grid_axes=grid_axes)
         dump(rows, Path("out/eval_pipeline_phantoms.json"))
         s = summarise(rows)
         print(
@@ -54,13 +58,13 @@ def main() -> None:
     else:
         if not REAL_CASES_DIR.exists():
             sys.exit(f"real data not found at {REAL_CASES_DIR}")
-        fold = sys.argv[2] if len(sys.argv) > 2 else None
-        models = Path(sys.argv[3]) if len(sys.argv) > 3 else MODEL_DIR
-        print(f"fold {fold or 'all'}, weights from {models}")
+        fold = argv[2] if len(argv) > 2 else None
+        models = Path(argv[3]) if len(argv) > 3 else MODEL_DIR
+        print(f"fold {fold or 'all'}, weights from {models}, grid axes {grid_axes}")
         rows = []
         for image in real_fold(fold):
             labels = image.with_name(image.name.replace("_image", "_vertebrae"))
-            r = evaluate_real_case(image, labels, model_dir=models)
+            r = evaluate_real_case(image, labels, model_dir=models, grid_axes=grid_axes)
             rows.append(r)
             print(
                 f"{r['case']}: {r['correct']}/{r['reference_discs']} identified, predicted {r['predicted']}, normal errors {[round(e, 1) for e in r['normal_errors_deg']]}",

@@ -1,6 +1,6 @@
 """Resampling any localizer onto the networks' canonical grid: 2 mm voxels, sides a multiple of 16, axes along
-L, P, S or along the localizer's own axes when those are within `ALIGN_MAX_DEG` of L, P, S (see
-`canonical_grid_for`)."""
+L, P, S (the default) or along the localizer's own axes when those are within `ALIGN_MAX_DEG` of L, P, S
+(`canonical_grid_for(align=True)`, `spine-localizer plan --grid-axes localizer`)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ MAX_EXTENT_MM = 480.0
 MIN_EXTENT_MM = 256.0
 MULTIPLE = 16  # 2 mm grid halved to 4 mm must still divide by 8 for the V-Net
 # The networks are trained with the spine tilted up to ~10 degrees from the grid axes (phantom pose); a localizer
-# tilted further than this from L, P, S is resampled onto L, P, S axes, where the patient usually lies straight.
+# tilted further than this from L, P, S is resampled onto L, P, S axes even with `align`.
 ALIGN_MAX_DEG = 20.0
 
 
@@ -49,14 +49,16 @@ def localizer_axes(direction: np.ndarray) -> np.ndarray | None:
     return axes
 
 
-def canonical_grid_for(volume: Volume, spacing: float = 2.0, align: bool = True) -> CanonicalGrid:
-    """The canonical grid around `volume`.
+def canonical_grid_for(volume: Volume, spacing: float = 2.0, align: bool = False) -> CanonicalGrid:
+    """The canonical grid around `volume`: L, P, S axes, or with `align` the volume's own axes (reordered to
+    L, P, S) with one grid point on a voxel centre.
 
-    With `align`, the grid axes are the volume's own (reordered to L, P, S) and one grid point sits on a voxel
-    centre: a 2 mm localizer then reaches the networks without interpolation and their labels come back onto its
-    voxels exactly. Why it matters: on a localizer tilted a few degrees, two linear resamplings (image in, labels
-    out) between rotated grids cost the disc Dice ~6 points even with perfect labels (4 tuning phantoms: hard
-    2 mm labels 0.913-0.941 on L, P, S axes, 1.000 on the localizer's axes). Without `align`: L, P, S axes.
+    Why `align`: a 2 mm localizer then reaches the networks without interpolation and their labels come back
+    onto its voxels exactly; on a localizer tilted a few degrees, two linear resamplings (image in, labels out)
+    between rotated grids cost the disc Dice several points even with perfect labels (4 tuning phantoms: hard
+    2 mm labels 0.913-0.941 on L, P, S axes, 1.000 on the localizer's axes). Why not by default: the networks
+    then see the spine tilted by the localizer's tilt on top of the patient's, and on the held-out phantoms
+    the lumbar count flipped in three more cases (README, Networks, session 9).
     """
     axes = localizer_axes(volume.direction) if align else None
     direction = np.eye(3) if axes is None else axes

@@ -114,10 +114,7 @@ def user_cases(folder: Path) -> list[Case]:
                 upper = CODE_TO_VERTEBRA[int(code) - DISC_CODE_OFFSET]
                 idx = np.argwhere(lab_c == code)
                 discs[int(code)] = {"name": f"{upper}-?", "centroid_vox": idx.mean(axis=0).tolist()}
-        targets = [
-            (grid.world_to_index(point).tolist(), what)
-            for point, what in level_targets(grid.as_volume(lab_c))
-        ]
+        targets = [(grid.world_to_index(point).tolist(), what) for point, what in level_targets(grid.as_volume(lab_c))]
         cases.append(Case(lab_c.astype(np.uint8), None, img_c, discs, targets))
     return cases
 

@@ -63,7 +63,7 @@ def _pred_discs(result) -> dict[str, dict]:
     return {d.label: {"center": d.centroid, "normal": d.normal} for d in measured}
 
 
-def evaluate_phantom(i: int, workdir: Path, model_dir: Path = MODEL_DIR) -> dict[str, Any]:
+def evaluate_phantom(i: int, workdir: Path, model_dir: Path = MODEL_DIR, grid_axes: str = "lps") -> dict[str, Any]:
     seed = EVAL_SEED_BASE + i
     over = variation(i)
     params = sample_params(seed, **over)
@@ -73,7 +73,7 @@ def evaluate_phantom(i: int, workdir: Path, model_dir: Path = MODEL_DIR) -> dict
     role = "sagittal_stack" if stack else "localizer"
     image = read_volume(folder / truth["files"][role])
     labels = read_volume(folder / truth["files"][f"{role}_labels" if stack else "localizer_labels"])
-    result = run_pipeline([image], model_dir=model_dir)
+    result = run_pipeline([image], model_dir=model_dir, grid_axes=grid_axes)
     spine_pred = spine_on(result, image) > 0
     disc_pred = discs_on(result, image) > 0
     disc_true = (labels.array >= DISC_CODE_OFFSET + 15) & (labels.array <= DISC_CODE_OFFSET + 25)
@@ -101,15 +101,17 @@ def evaluate_phantom(i: int, workdir: Path, model_dir: Path = MODEL_DIR) -> dict
     }
 
 
-def evaluate_phantoms(n: int, processes: int = 2, model_dir: Path = MODEL_DIR) -> list[dict[str, Any]]:
+def evaluate_phantoms(
+    n: int, processes: int = 2, model_dir: Path = MODEL_DIR, grid_axes: str = "lps"
+) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if processes > 1:
             from concurrent.futures import ProcessPoolExecutor
 
             with ProcessPoolExecutor(processes) as pool:
-                return list(pool.map(evaluate_phantom, range(n), [work] * n, [model_dir] * n))
-        return [evaluate_phantom(i, work, model_dir) for i in range(n)]
+                return list(pool.map(evaluate_phantom, range(n), [work] * n, [model_dir] * n, [grid_axes] * n))
+        return [evaluate_phantom(i, work, model_dir, grid_axes) for i in range(n)]
 
 
 # ------------------------------------------------------------------------------------------- real data
@@ -177,12 +179,14 @@ def real_fold(fold: str | None, folder: Path = REAL_CASES_DIR) -> list[Path]:
     return images[0::2] if fold == "A" else images[1::2]
 
 
-def evaluate_real_case(image_path: Path, labels_path: Path, model_dir: Path = MODEL_DIR) -> dict[str, Any]:
+def evaluate_real_case(
+    image_path: Path, labels_path: Path, model_dir: Path = MODEL_DIR, grid_axes: str = "lps"
+) -> dict[str, Any]:
     image = resample_to_localizer(read_volume(image_path))
     labels = read_volume(labels_path)
     ref = reference_discs_from_bodies(labels)
     ref = {k: v for k, v in ref.items() if k in ("T12-L1", "L1-L2", "L2-L3", "L3-L4", "L4-L5")}
-    result = run_pipeline([image], model_dir=model_dir)
+    result = run_pipeline([image], model_dir=model_dir, grid_axes=grid_axes)
     pred = _pred_discs(result)
     # Found at all, whatever the name: a reference disc with some predicted disc < 6 mm away on each axis. Tells
     # detection failures from naming failures.

@@ -1,8 +1,8 @@
 """The localizer pipeline: localize the spine, segment the discs, label them, fuse, and hand over to planning.
 
 1. The input (one localizer, or a sagittal + coronal pair averaged) is resampled to the canonical grid (2 mm,
-   along the localizer's own axes when they are within 20 degrees of L, P, S, else along L, P, S) and
-   normalised; a 4 mm copy goes to the localization/labeling V-Net.
+   L, P, S axes; or the localizer's own axes, `grid_axes="localizer"`) and normalised; a 4 mm copy goes to the
+   localization/labeling V-Net.
 2. Spine probability -> largest connected component -> bounding box (+ 12 mm). If fewer than four discs turn up
    in that box (on real T2 the phantom-trained spine network can take the bowel or vessels for the spine), the
    discs are searched in the whole image and the longest chain of candidates stacked like a spine is kept.
@@ -129,8 +129,14 @@ def _run(net, image: np.ndarray) -> np.ndarray:
     return out[:, : shape[0], : shape[1], : shape[2]]
 
 
-def prepare_input(images: list[Volume]) -> tuple[np.ndarray, CanonicalGrid]:
-    """Canonical 2 mm image from one localizer or several (their normalised average where they overlap)."""
+GRID_AXES = ("lps", "localizer")
+
+
+def prepare_input(images: list[Volume], grid_axes: str = "lps") -> tuple[np.ndarray, CanonicalGrid]:
+    """Canonical 2 mm image from one localizer or several (their normalised average where they overlap), on
+    L, P, S axes or on the first localizer's own axes (`canonical_grid_for`)."""
+    if grid_axes not in GRID_AXES:
+        raise ValueError(f"grid axes must be one of {GRID_AXES}, got {grid_axes!r}")
     for vol in images:
         if vol.array.ndim != 3 or min(vol.array.shape) < 2:
             raise ValueError(f"a 3D localizer is needed (got shape {vol.array.shape})")
@@ -141,7 +147,7 @@ def prepare_input(images: list[Volume]) -> tuple[np.ndarray, CanonicalGrid]:
             raise ValueError(
                 f"voxel spacing {tuple(np.round(sp, 3))} mm is not plausible for MRI (0.05-20 mm expected)"
             )
-    grid = canonical_grid_for(images[0])
+    grid = canonical_grid_for(images[0], align=grid_axes == "localizer")
     if len(images) == 1:
         arr, _ = to_canonical(images[0], grid)
         return D.normalise(arr), grid
@@ -158,7 +164,12 @@ def prepare_input(images: list[Volume]) -> tuple[np.ndarray, CanonicalGrid]:
 
 
 def run_pipeline(
-    images: list[Volume], *, lumbar_count: int | None = None, model_dir: Path = MODEL_DIR, threads: int = 2
+    images: list[Volume],
+    *,
+    lumbar_count: int | None = None,
+    model_dir: Path = MODEL_DIR,
+    threads: int = 2,
+    grid_axes: str = "lps",
 ) -> PipelineResult:
     torch.set_num_threads(threads)
     timings = {}
@@ -173,7 +184,7 @@ def run_pipeline(
         level_net = InferenceNet(load_model("levels", model_dir)[0], (2, 1) + LV.PATCH_2MM, threads=threads, bf16=False)
     timings["load_models"] = time.perf_counter() - t0
     t = time.perf_counter()
-    image2, grid = prepare_input(images)
+    image2, grid = prepare_input(images, grid_axes)
     image4 = D.downsample2(image2)
     timings["resample"] = time.perf_counter() - t
     t = time.perf_counter()
