@@ -36,6 +36,25 @@ def test_heatmap_peak_is_256_at_the_disc_centre():
     assert h[l45][13, 12, 14] == pytest.approx(256 * np.exp(-0.5), rel=1e-5)
 
 
+def test_level_competition_penalises_heatmaps_that_answer_every_disc_on_every_channel(tmp_path):
+    discs = {
+        123: {"name": "L4-L5", "centroid_vox": [8.0, 8.0, 20.0]},
+        124: {"name": "L5-S1", "centroid_vox": [8.0, 8.0, 8.0]},
+    }
+    heat = torch.from_numpy(D.heatmaps((16, 16, 28), discs, spacing_mm=4.0))[None]
+    t = heat / D.HEATMAP_PEAK
+    # The hedge the shipped network makes: each disc's peak on every channel.
+    hedge = t.max(dim=1, keepdim=True).values.expand_as(t).clone()
+    plain = (T.heatmap_loss(t, heat), T.heatmap_loss(hedge, heat))
+    strict = (T.heatmap_loss(t, heat, 1.0), T.heatmap_loss(hedge, heat, 1.0))
+    # Without competition the hedge costs little more than the truth; with it, ~log(9) more near each disc.
+    assert plain[1] - plain[0] < 0.5
+    assert float(strict[1] - plain[1]) == pytest.approx(np.log(len(D.LEVELS)), rel=1e-4)
+    assert float(strict[0] - plain[0]) < 0.1  # the truth's channel leads by 0.5-1 / 0.1: little cross-entropy
+    with pytest.raises(ValueError, match="level-competition"):
+        T.train("discs", tmp_path / "cache", tmp_path, level_competition=1.0)
+
+
 def test_lumbosacral_channel_whatever_the_lumbar_count():
     assert D.level_channel("L4-S1") == D.level_channel("L5-S1") == D.level_channel("L6-S1") == D.LEVELS.index("LS")
     assert D.level_channel("L5-L6") == D.LEVELS.index("L5-L6")

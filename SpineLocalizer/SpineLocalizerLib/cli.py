@@ -174,6 +174,7 @@ def cmd_train(args) -> int:
         width=args.width,
         sacrum_share=args.sacrum_share,
         targets=args.targets,
+        level_competition=args.level_competition,
     )
     print(f"\nwrote {weights} and its card; use them with `spine-localizer plan --models {args.out}`", file=sys.stderr)
     return 0
@@ -282,6 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="discs stage: hard (default) = the class of each voxel; cut = the same, half the patches cut to part of "
         "their field of view (unscored outside); soft = label fractions on a sub-voxel-shifted grid, cut likewise "
         "(README: better Dice, a fine-tune of it cost two held-out stacks their lumbar count)",
+    )
+    t.add_argument(
+        "--level-competition",
+        type=float,
+        help="localize stage: weight of a cross-entropy that makes the level heatmap channels compete at each disc "
+        "(default 0 = off, as the shipped weights; README, Networks: without it the channels do not name levels)",
     )
     t.add_argument("--init-from", help="start from the weights in this folder (e.g. Resources/Models) to fine-tune")
     t.set_defaults(func=cmd_train)

@@ -271,15 +271,28 @@ def focal_dice_loss(
 DISC_DICE_SETS = ((2,), (1, 2))
 
 
-def heatmap_loss(pred: torch.Tensor, heat: torch.Tensor) -> torch.Tensor:
-    """Mean squared error on the heatmaps scaled to 0-1 (peak 256 -> 1), weighted towards the peaks.
+def heatmap_loss(pred: torch.Tensor, heat: torch.Tensor, competition: float = 0.0) -> torch.Tensor:
+    """Mean squared error on the heatmaps scaled to 0-1 (peak 256 -> 1), weighted towards the peaks, plus
+    `competition` x the cross-entropy of the level channels (as logits / 0.1) near the disc centres.
 
     Plain MSE over a volume that is 99.7 % zero is minimised by predicting zero everywhere; weighting each voxel
     by 1 + 20 x its target makes the few voxels near a disc centre count (the weighting is a common fix for
     heatmap regression). The factor 50 puts it on the scale of the segmentation loss.
+    Why the competition term: with the weighted MSE alone the shipped network answers every disc on every
+    channel alike (the true level's channel the strongest on 8 of 64 discs, chance; README); the cross-entropy
+    where a target exceeds half its peak makes the channels compete for each disc.
     """
     t = heat / D.HEATMAP_PEAK
-    return 50.0 * ((1.0 + 20.0 * t) * (pred - t) ** 2).mean()
+    loss = 50.0 * ((1.0 + 20.0 * t) * (pred - t) ** 2).mean()
+    near = t.max(dim=1).values > 0.5
+    if competition > 0.0 and bool(near.any()):
+        logits = (pred / LEVEL_LOGIT_SCALE).permute(0, 2, 3, 4, 1)[near]
+        level = t.permute(0, 2, 3, 4, 1)[near].argmax(dim=1)
+        loss = loss + competition * F.cross_entropy(logits, level)
+    return loss
+
+
+LEVEL_LOGIT_SCALE = 0.1  # heatmaps live on 0-1: a lead of 0.3 is a factor e^3 between channels
 
 
 def dice_score(pred: np.ndarray, target: np.ndarray) -> float:
@@ -446,8 +459,14 @@ def train(
     width: int | None = None,
     sacrum_share: float | None = None,
     targets: str | None = None,
+    level_competition: float | None = None,
 ) -> Path:
     stage = "localize" if stage == "labels" else stage
+    if level_competition is not None and (stage != "localize" or level_competition < 0.0):
+        raise ValueError(
+            f"--level-competition is a weight (>= 0) of the localize stage's heatmap loss, got {level_competition!r}"
+        )
+    competition = level_competition or 0.0
     precision = training_precision(precision)
     cfg = STAGES[stage]
     if sacrum_share is not None and (stage != "discs" or not 0.0 <= sacrum_share <= 1.0):
@@ -532,7 +551,7 @@ def train(
         out = out.float()  # losses in fp32
         if stage == "localize":
             spine, heat = target
-            loss = focal_dice_loss(out[:, :2], spine) + heatmap_loss(out[:, 2:], heat)
+            loss = focal_dice_loss(out[:, :2], spine) + heatmap_loss(out[:, 2:], heat, competition)
         elif stage == "levels":
             loss = F.cross_entropy(out, target)
         else:
@@ -578,6 +597,7 @@ def train(
         cfg=cfg,
         sacrum_share=sacrum_share if stage == "discs" else None,
         targets=targets if stage == "discs" else None,
+        level_competition=level_competition,
     )
 
 
@@ -597,6 +617,7 @@ def export(
     cfg: StageConfig | None = None,
     sacrum_share: float | None = None,
     targets: str | None = None,
+    level_competition: float | None = None,
 ) -> Path:
     cfg = cfg or STAGES[stage]
     weights = out_dir / f"{stage}.safetensors"
@@ -629,6 +650,7 @@ def export(
             "synthesis": "random per-tissue contrast, inversion, bias, gamma, blur, noise, thick slices, random FOV, L-R flips",
             **({} if sacrum_share is None else {"sacrum_share": sacrum_share}),
             **({} if targets is None else {"targets": DISC_TARGETS[targets]}),
+            **({} if not level_competition else {"heatmap_level_competition": level_competition}),
         },
         "training_seed": seed,
         "steps": steps,
