@@ -80,13 +80,17 @@ def test_training_samples_have_consistent_targets(phantoms, tmp_path):
         T.train("discs", tmp_path / "cache", tmp_path, sacrum_share=1.5)
 
 
-def test_soft_disc_targets_are_label_fractions_on_a_shifted_grid(tmp_path):
+def _paired_disc_samples(tmp_path, targets: str, n: int = 8):
+    """(image, hard target, image, `targets` target) from the same seeds: the same crop, flip and image."""
     case = D.load_case(D.make_phantom_case(7, tmp_path))
+    for seed in range(n):
+        hard = T.disc_sample(case, np.random.default_rng(seed), sacrum_share=0.0, targets="hard")
+        yield *hard, *T.disc_sample(case, np.random.default_rng(seed), sacrum_share=0.0, targets=targets)
+
+
+def test_soft_disc_targets_are_label_fractions_on_a_shifted_grid(tmp_path):
     cut = 0
-    for seed in range(8):
-        # The same seed draws the same crop and image for both kinds of target.
-        img_h, hard = T.disc_sample(case, np.random.default_rng(seed), sacrum_share=0.0, targets="hard")
-        img_s, soft = T.disc_sample(case, np.random.default_rng(seed), sacrum_share=0.0, targets="soft")
+    for img_h, hard, img_s, soft in _paired_disc_samples(tmp_path, "soft"):
         assert soft.shape == (3,) + T.DISC_PATCH_2MM and soft.dtype == np.float32
         total = soft.sum(axis=0)
         scored = total > 0.5
@@ -113,11 +117,8 @@ def test_soft_disc_targets_are_label_fractions_on_a_shifted_grid(tmp_path):
 
 
 def test_cut_disc_targets_are_the_hard_labels_with_part_of_the_field_of_view_unscored(tmp_path):
-    case = D.load_case(D.make_phantom_case(7, tmp_path))
     cut = 0
-    for seed in range(8):
-        img_h, hard = T.disc_sample(case, np.random.default_rng(seed), sacrum_share=0.0, targets="hard")
-        img_c, onehot = T.disc_sample(case, np.random.default_rng(seed), sacrum_share=0.0, targets="cut")
+    for img_h, hard, img_c, onehot in _paired_disc_samples(tmp_path, "cut"):
         assert onehot.shape == (3,) + T.DISC_PATCH_2MM and set(np.unique(onehot)) <= {0.0, 1.0}
         scored = onehot.sum(axis=0) > 0.5
         assert scored.sum() > 1000
