@@ -346,6 +346,26 @@ def test_a_thin_but_wide_lumbar_disc_is_not_taken_for_a_thoracic_one():
     assert _match(responses, centres, None, heights_mm=heights, sacrum_below=True)[1:3] == (4, 0)
 
 
+def test_a_visible_sacrum_outweighs_one_lumbosacral_disc_the_classifier_calls_lumbar():
+    # Tuning phantom 60056 in miniature: five lumbar vertebrae, the classifier sure of every disc but the
+    # lumbosacral one, which it calls lumbar (p = 0.94, lumbosacral 0.05). "L5-L6 with L6-S1 unseen below" then
+    # names every disc as the classifier likes; only the sacrum in view below the lowest disc speaks against it.
+    from SpineLocalizerLib.networks import levels as LV
+
+    names = level_names(5)
+    centres = np.array([[0.0, 0.0, 36.0 * r] for r in range(9)])
+    p = np.full((9, 4), 0.003)
+    for r in range(9):
+        p[r, LV.class_of(names[r])] = 0.99
+    p[0] = [0.003, 0.94, 0.05, 0.007]
+    logp = np.log(p / p.sum(axis=1, keepdims=True))
+    responses = np.zeros((9, len(D.LEVELS)))
+    assert _match(responses, centres, None, sacrum_below=True, class_logp=logp)[1:3] == (5, 0)
+    # Without the sacrum in view, a sixth lumbar vertebra with its lowest disc below the field of view is the
+    # better reading of the same classifier output.
+    assert _match(responses, centres, None, sacrum_below=False, class_logp=logp)[1:3] == (6, 1)
+
+
 RUNTIMES = ["onnxruntime", "torchscript"]
 
 

@@ -9,7 +9,10 @@ areas, heatmap responses, centres) with the true level of each component, then
    (which requires the right lumbar count and shift), with and without the level classifier's log-likelihood
    (if `Resources/Models/levels.safetensors` exists), and reports the classifier's per-disc accuracy.
 
-.venv/bin/python Testing/bench/tune_labeling.py [N] [WORKDIR]
+.venv/bin/python Testing/bench/tune_labeling.py [N] [WORKDIR] [MODELS] [lps|localizer]  (the grid's axes)
+
+Also reports how often the localize network's heatmap names a disc by itself (the true level's channel is the
+strongest of the nine on that disc); chance is about 1/6 over the levels a localizer shows.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from SpineLocalizerLib.volume_io import read_volume
 TUNING_SEED_BASE = 60_000
 
 
-def capture(n: int, work: Path) -> list[dict]:
+def capture(n: int, work: Path, models: Path, grid_axes: str = "lps") -> list[dict]:
     seen: dict = {}
     match, label = infer.match_sequence, infer.label_discs
 
@@ -59,7 +62,7 @@ def capture(n: int, work: Path) -> list[dict]:
             truth = json.loads((folder / "truth.json").read_text())
             image = read_volume(folder / truth["files"]["sagittal_stack" if stack else "localizer"])
             seen.clear()
-            infer.run_pipeline([image])
+            infer.run_pipeline([image], model_dir=models, grid_axes=grid_axes)
             if "centres" not in seen:
                 continue
             grid = seen["grid"]  # centres: mm along the grid's axes from the box's corner
@@ -116,10 +119,12 @@ def lowest_named_right(row: dict) -> bool | None:
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 40
     work = Path(sys.argv[2]) if len(sys.argv) > 2 else Path("out/tuning_phantoms")
-    rows = capture(n, work)
+    models = Path(sys.argv[3]) if len(sys.argv) > 3 else infer.MODEL_DIR
+    rows = capture(n, work, models, sys.argv[4] if len(sys.argv) > 4 else "lps")
     (work / "captured.json").write_text(json.dumps(rows, default=lambda a: np.asarray(a).tolist()))
     infer.LUMBAR_LOGIT = tuple(float(v) for v in fit_logit(rows))
     classifier_accuracy(rows)
+    heatmap_naming(rows)
     print(
         "| classifier weight | shape prior too | response weight | sacrum shift penalty | log prior of 5 lumbar "
         "| cases labelled right |"
@@ -128,7 +133,7 @@ def main() -> None:
     has_classifier = all(r.get("class_logp") is not None for r in rows)
     weights = (0.0, 0.5, 1.0, 2.0) if has_classifier else (0.0,)
     for cw, shape, rw, sp, prior in itertools.product(
-        weights, (False, True), (0.0, 1.0), (0.5, 1.0, 2.0), (0.0, 0.5, 1.1)
+        weights, (False, True), (0.0, 1.0, 2.0, 4.0), (1.0, 2.0, 3.0, 4.0, 6.0), (0.0, 0.5, 1.1)
     ):
         if cw == 0.0 and not shape:
             continue
@@ -138,6 +143,25 @@ def main() -> None:
         use = rows if cw > 0 else [dict(r, class_logp=None) for r in rows]
         res = [r for r in map(lowest_named_right, use) if r is not None]
         print(f"| {cw} | {shape} | {rw} | {sp} | {prior} | {np.mean(res):.3f} ({sum(res)}/{len(res)}) |")
+
+
+def heatmap_naming(rows: list[dict]) -> None:
+    """How often the true level's heatmap channel is the strongest on a component matched to a true disc, and how
+    many channels respond more than the true one on average (0 when the heatmaps name levels)."""
+    from SpineLocalizerLib.networks.data import level_channel
+
+    top, above = [], []
+    for row in rows:
+        for resp, t in zip(np.asarray(row["responses"]), row["true"]):
+            ch = None if t is None else level_channel(t)
+            if ch is not None:
+                top.append(int(np.argmax(resp)) == ch)
+                above.append(int((resp > resp[ch]).sum()))
+    if top:
+        print(
+            f"heatmaps: true channel strongest on {sum(top)}/{len(top)} discs, "
+            f"on average {np.mean(above):.2f} channels stronger than the true one"
+        )
 
 
 def classifier_accuracy(rows: list[dict]) -> None:

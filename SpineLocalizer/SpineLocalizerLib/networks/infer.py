@@ -436,7 +436,13 @@ LUMBAR_LOGIT = (-24.05, 0.096, 29.24)  # intercept, per mm of thickness, per uni
 # weights): 0.725 without a count prior, 0.775 with a log prior of 0.5 for five lumbar vertebrae (weaker than
 # the population's ~90 % prevalence, so the images still decide); the earlier thickness hinge alone: 0.625.
 RESPONSE_WEIGHT = 1.0
-SACRUM_SHIFT_PENALTY = 2.0
+# Log-points per level that a hypothesis loses when it leaves discs unseen below its lowest disc although the
+# spine continues there (the sacrum is in view): the disc network rarely misses the lumbosacral disc next to a
+# visible sacrum. Re-fitted in session 10 by Testing/bench/tune_labeling.py on 100 tuning phantoms
+# (60000-60099), whose earlier grid stopped at 2: lowest disc named right in 98/100 cases at 2 (cases 11 and 56,
+# a lumbosacral disc the classifier calls lumbar, read as L5-L6 with L6-S1 unseen), 100/100 at 3-6 with the
+# shipped networks; on the localizer's own axes 98/100 at 2, 99/100 at 3-6. 4 sits inside that plateau.
+SACRUM_SHIFT_PENALTY = 4.0
 COUNT_LOG_PRIOR = {4: 0.0, 5: 0.5, 6: 0.0}
 # With the level classifier (networks/levels.py): weight of its log-likelihood, and whether the thickness/footprint
 # model is still added. Scored by Testing/bench/tune_labeling.py on 120 tuning phantoms (seeds 60000-60119): lowest
@@ -507,8 +513,8 @@ def match_sequence(
     (median D / T) divided out. Anatomical priors: thoracic (and T12-L1) discs are thinner and have smaller
     footprints than lumbar ones (`heights_mm` + `areas_mm2`: log-likelihood of the thoracic/lumbar naming under a
     logistic model, `_class_log_likelihood`; heights alone: 1 point per 3 mm on the wrong side of 7-7.5 mm), and
-    when the spine continues below the lowest disc (`sacrum_below`) that disc is the lumbosacral one (2 points
-    per level of shift). With `class_logp` (n x 3, the level classifier's log-probabilities of thoracic / lumbar /
+    when the spine continues below the lowest disc (`sacrum_below`) that disc is the lumbosacral one
+    (`SACRUM_SHIFT_PENALTY` points per level of shift). With `class_logp` (n x 3, the level classifier's log-probabilities of thoracic / lumbar /
     lumbosacral per component) its log-likelihood of the naming is added, weighted by `CLASSIFIER_WEIGHT`, and
     replaces the thickness/footprint model unless `SHAPE_PRIOR_WITH_CLASSIFIER`. A four-class classifier (with
     "not a disc") also lets the lowest one or two components be sacral, not discs (s = -1 or -2: component r is
