@@ -12,7 +12,7 @@ areas, heatmap responses, centres) with the true level of each component, then
 .venv/bin/python Testing/bench/tune_labeling.py [N] [WORKDIR] [MODELS] [lps|localizer]  (the grid's axes)
 
 Also reports how often the localize network's heatmap names a disc by itself (the true level's channel is the
-strongest of the nine on that disc); chance is about 1/6 over the levels a localizer shows.
+strongest of the nine on that disc); chance is 1 in 9.
 """
 
 from __future__ import annotations

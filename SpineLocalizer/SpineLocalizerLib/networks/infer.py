@@ -516,11 +516,12 @@ def match_sequence(
     footprints than lumbar ones (`heights_mm` + `areas_mm2`: log-likelihood of the thoracic/lumbar naming under a
     logistic model, `_class_log_likelihood`; heights alone: 1 point per 3 mm on the wrong side of 7-7.5 mm), and
     when the spine continues below the lowest disc (`sacrum_below`) that disc is the lumbosacral one
-    (`SACRUM_SHIFT_PENALTY` points per level of shift). With `class_logp` (n x 3, the level classifier's log-probabilities of thoracic / lumbar /
-    lumbosacral per component) its log-likelihood of the naming is added, weighted by `CLASSIFIER_WEIGHT`, and
-    replaces the thickness/footprint model unless `SHAPE_PRIOR_WITH_CLASSIFIER`. A four-class classifier (with
-    "not a disc") also lets the lowest one or two components be sacral, not discs (s = -1 or -2: component r is
-    level r + s; they score their "not a disc" log-probability). Returns (score, n, s, names).
+    (`SACRUM_SHIFT_PENALTY` points per level of shift). With `class_logp` (n x 3, the level classifier's
+    log-probabilities of thoracic / lumbar / lumbosacral per component) its log-likelihood of the naming is
+    added, weighted by `CLASSIFIER_WEIGHT`, and replaces the thickness/footprint model unless
+    `SHAPE_PRIOR_WITH_CLASSIFIER`. A four-class classifier (with "not a disc") also lets the lowest one or two
+    components be sacral, not discs (s = -1 or -2: component r is level r + s; they score their "not a disc"
+    log-probability). Returns (score, n, s, names).
     """
     best = _match_chain(responses, centres_mm, lumbar_count, max_shift, heights_mm, sacrum_below, areas_mm2, class_logp)
     if class_logp is None or class_logp.shape[1] <= LV.NOT_A_DISC:
