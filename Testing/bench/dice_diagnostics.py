@@ -4,7 +4,8 @@ Runs the network pipeline on N tuning phantoms (seeds 60000+: neither training n
 1. the missed spine volume by true label (which vertebra, or disc), how much of it lies deeper than 3 mm inside
    the true spine, and the false spine volume farther than 3 mm from it;
 2. the Dice after post-processing the 2 mm probabilities before they are resampled onto the input grid:
-   Gaussian smoothing (sigma in 2 mm voxels), and a lower spine cut below the lowest disc (the sacrum).
+   Gaussian smoothing (sigma in 2 mm voxels), the localize network's 4 mm spine alone or fused with the disc
+   network's, and a lower spine cut below the lowest disc (the sacrum).
 
 .venv/bin/python Testing/bench/dice_diagnostics.py [N] [MODELS] [lps|localizer]
 """
@@ -77,6 +78,15 @@ def post_processed(result, image, labels) -> dict:
             dice(from_canonical(d, result.grid, image, labels=False) >= infer.DISC_THRESHOLD, disc_true),
             dice(from_canonical(p, result.grid, image, labels=False) >= result.spine_threshold, spine_true),
         )
+    # The 4 mm localize network's spine, alone and fused with the disc network's (it sees the whole spine).
+    spine_p4 = infer._upsample_probability(result.spine_probability_4mm, result.grid.size)
+    for name, p, cut in (
+        ("localize 4 mm", spine_p4, infer.SPINE_THRESHOLD),
+        ("fused max", np.maximum(spine_p, spine_p4), 0.5),
+        ("fused mean", (spine_p + spine_p4) / 2, 0.5),
+    ):
+        p_in = from_canonical(p.astype(np.float32), result.grid, image, labels=False)
+        out[name] = (np.nan, dice(p_in >= cut, spine_true))
     # Below the lowest labelled disc's centre (canonical k runs superior), minus 4 mm.
     codes = result.discs_canonical
     lowest_k = min(np.argwhere(codes == c)[:, 2].mean() for c in np.unique(codes[codes > 0]))
