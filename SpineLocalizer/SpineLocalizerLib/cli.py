@@ -158,6 +158,14 @@ def cmd_reslice(args) -> int:
 def cmd_train(args) -> int:
     from .networks.train import train
 
+    if args.stage == "discs_fine":
+        weights = _train_fine(args)
+        print(
+            f"\nwrote {weights} and its card; put them beside the other networks' weights (a --models folder) and "
+            "the output maps are drawn from it",
+            file=sys.stderr,
+        )
+        return 0
     weights = train(
         args.stage,
         Path(args.cache),
@@ -178,6 +186,32 @@ def cmd_train(args) -> int:
     )
     print(f"\nwrote {weights} and its card; use them with `spine-localizer plan --models {args.out}`", file=sys.stderr)
     return 0
+
+
+def _train_fine(args) -> Path:
+    from .networks import MODEL_DIR
+    from .networks.train_fine import train_fine
+
+    unused = [
+        f"--{n.replace('_', '-')}"
+        for n in ("user_data", "width", "sacrum_share", "targets", "level_competition")
+        if getattr(args, n) is not None
+    ]
+    if unused:
+        raise SystemExit(
+            f"--stage discs_fine fine-tunes the disc weights of --init-from with a 1 mm head; {', '.join(unused)} do not apply"
+        )
+    return train_fine(
+        Path(args.cache),
+        Path(args.out),
+        discs_from=Path(args.init_from) if args.init_from else MODEL_DIR,
+        steps=args.steps,
+        seed=args.seed,
+        lr=args.lr,
+        threads=args.threads,
+        precision=args.precision,
+        log=lambda msg: print(msg, file=sys.stderr, flush=True),
+    )
 
 
 def cmd_scene(args) -> int:
@@ -248,8 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--stage",
         required=True,
-        choices=("localize", "labels", "discs", "levels"),
-        help="'labels' trains the shared localize/label network; 'levels' the thoracic/lumbar/lumbosacral classifier",
+        choices=("localize", "labels", "discs", "levels", "discs_fine"),
+        help="'labels' trains the shared localize/label network; 'levels' the thoracic/lumbar/lumbosacral classifier; "
+        "'discs_fine' the output disc network (1 mm maps) from the disc weights in --init-from (default: shipped)",
     )
     t.add_argument("--steps", type=int, help="optimisation steps (default: the stage's setting)")
     t.add_argument("--seed", type=int, default=0, help="training seed (evaluation phantoms use seeds >= 100000)")

@@ -104,9 +104,14 @@ def to_canonical(
     return sitk.GetArrayFromImage(out).transpose(2, 1, 0), grid
 
 
-def from_canonical(array: np.ndarray, grid: CanonicalGrid, target: Volume, *, labels: bool = True) -> np.ndarray:
-    """Resample a canonical-grid array onto `target`'s grid (nearest neighbour for label maps)."""
+def from_canonical(
+    array: np.ndarray, grid: CanonicalGrid, target: Volume, *, labels: bool = True, outside: float = 0.0
+) -> np.ndarray:
+    """Resample a canonical-grid array onto `target`'s grid (nearest neighbour for label maps); `outside` where
+    the target reaches beyond the array."""
     src = to_sitk(grid.as_volume(array.astype(np.int16) if labels else array.astype(np.float32)))
     ref = to_sitk(Volume(np.zeros(target.array.shape, dtype=np.uint8), target.spacing, target.origin, target.direction))
-    out = sitk.Resample(src, ref, sitk.Transform(), sitk.sitkNearestNeighbor if labels else sitk.sitkLinear, 0)
+    out = sitk.Resample(
+        src, ref, sitk.Transform(), sitk.sitkNearestNeighbor if labels else sitk.sitkLinear, float(outside)
+    )
     return sitk.GetArrayFromImage(out).transpose(2, 1, 0)

@@ -88,6 +88,64 @@ def build_cache(seeds: list[int], folder: Path, processes: int = 2) -> list[Path
     return [folder / f"phantom_{s:06d}.npz" for s in seeds]
 
 
+FINE_MARGIN_2MM = 3  # 2 mm voxels kept around the spine's box in the 1 mm class map
+
+
+def make_fine_classes(seed: int, folder: Path) -> Path:
+    """Classes (0 background, 1 vertebral body, 2 disc) of phantom `seed` on the 1 mm grid of the canonical one
+    (networks/fine.py: 2 mm voxel i covers 1 mm voxels 2i, 2i + 1), inside the spine's 2 mm box + a margin only:
+    everything outside is background. ~3 s per phantom (the 2 mm case must be in `folder`)."""
+    with np.load(folder / f"phantom_{seed:06d}.npz") as z:
+        labels2 = z["labels"]
+    idx = np.argwhere(spine_mask(labels2))
+    lo = np.maximum(idx.min(axis=0) - FINE_MARGIN_2MM, 0)
+    hi = np.minimum(idx.max(axis=0) + 1 + FINE_MARGIN_2MM, labels2.shape)
+    size, origin = canonical_axes()
+    origin1 = origin + lo * CANONICAL_SPACING_MM - CANONICAL_SPACING_MM / 4
+    labels1, _ = evaluate_grid(
+        build_anatomy(sample_params(seed)),
+        origin1,
+        (CANONICAL_SPACING_MM / 2,) * 3,
+        np.eye(3),
+        2 * (hi - lo),
+        block=(3, 3, 3),
+    )
+    classes = np.where(disc_mask(labels1), 2, np.where(spine_mask(labels1), 1, 0)).astype(np.uint8)
+    path = folder / f"phantom_fine_{seed:06d}.npz"
+    np.savez_compressed(path, classes=classes, lo=lo, seed=seed)
+    return path
+
+
+def build_fine_cache(seeds: list[int], folder: Path, processes: int = 2) -> list[Path]:
+    build_cache(seeds, folder, processes)
+    todo = [s for s in seeds if not (folder / f"phantom_fine_{s:06d}.npz").exists()]
+    if todo:
+        with ProcessPoolExecutor(processes) as pool:
+            list(pool.map(make_fine_classes, todo, [folder] * len(todo)))
+    return [folder / f"phantom_fine_{s:06d}.npz" for s in seeds]
+
+
+def load_fine_classes(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(1 mm classes, their first voxel as a 2 mm canonical index)."""
+    with np.load(path) as z:
+        return z["classes"], z["lo"]
+
+
+def fine_classes_in(classes: np.ndarray, lo: np.ndarray, box2: tuple[slice, ...]) -> np.ndarray:
+    """1 mm classes of the 2 mm box `box2` (background outside the stored part)."""
+    out = np.zeros(tuple(2 * (s.stop - s.start) for s in box2), dtype=np.uint8)
+    src, dst = [], []
+    for s, first, n in zip(box2, lo, classes.shape):
+        a, b = 2 * (s.start - first), 2 * (s.stop - first)
+        a0, b0 = max(a, 0), min(b, n)
+        if b0 <= a0:
+            return out
+        src.append(slice(a0, b0))
+        dst.append(slice(a0 - a, b0 - a))
+    out[tuple(dst)] = classes[tuple(src)]
+    return out
+
+
 def load_case(path: Path) -> Case:
     with np.load(path) as z:
         discs = {int(k): v for k, v in json.loads(str(z["discs"])).items()}

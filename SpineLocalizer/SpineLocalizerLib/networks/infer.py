@@ -41,6 +41,7 @@ from . import MODEL_DIR, ModelError
 from . import data as D
 from . import levels as LV
 from .canonical import CanonicalGrid, canonical_grid_for, to_canonical
+from .fine import class_margins, fine_grid, fine_margins, load_output_net
 from .runtime import InferenceNet
 from .train import STAGES, make_net
 
@@ -95,6 +96,17 @@ class PipelineResult:
     # Bodies + discs from the disc network at 2 mm in the spine's box (three-class disc networks only).
     spine_probability_box: np.ndarray | None = None
     box: tuple | None = None
+    # What the output label maps are drawn from (naming and planning read the probabilities above): log-odds of
+    # disc and of spine in the box (networks/fine.py, `class_margins`) at 2 mm, and at 1 mm when the 1 mm head's
+    # weights are there.
+    disc_margin_box: np.ndarray | None = None
+    spine_margin_box: np.ndarray | None = None
+    disc_margin_1mm: np.ndarray | None = None
+    spine_margin_1mm: np.ndarray | None = None
+
+    @property
+    def fine_grid(self) -> CanonicalGrid | None:
+        return None if self.disc_margin_1mm is None or self.box is None else fine_grid(self.grid, self.box)
 
     @property
     def spine_probability(self) -> np.ndarray | None:
@@ -170,13 +182,19 @@ def run_pipeline(
     model_dir: Path = MODEL_DIR,
     threads: int = 2,
     grid_axes: str = "lps",
+    fine_output: bool = True,
 ) -> PipelineResult:
+    """`fine_output`: draw the output disc and spine maps from the output disc network at 1 mm when its weights
+    are in `model_dir` (networks/fine.py); False: from the 2 mm disc network that names the discs."""
     torch.set_num_threads(threads)
     timings = {}
     t0 = time.perf_counter()
-    loc_net, disc_net = (
-        InferenceNet(load_model(stage, model_dir)[0], threads=threads) for stage in ("localize", "discs")
-    )
+    loc_net = InferenceNet(load_model("localize", model_dir)[0], threads=threads)
+    disc_vnet = load_model("discs", model_dir)[0]
+    disc_net = InferenceNet(disc_vnet, threads=threads)
+    n_disc_classes = disc_vnet.head.out_channels
+    output_module = load_output_net(model_dir) if fine_output else None
+    output_net = None if output_module is None else InferenceNet(output_module, threads=threads)
     # The level classifier is optional (weights trained before it existed still run, with the shape prior).
     level_net = None
     if (model_dir / "levels.safetensors").exists():
@@ -223,7 +241,8 @@ def run_pipeline(
         """Segment the discs of `box` at 2 mm and label them; candidates must lie near the located spine, or
         (without a trustworthy spine) on the longest chain of candidates stacked like a spine."""
         t = time.perf_counter()
-        disc_probs = _softmax(_run(disc_net, image2[box]))
+        raw = _run(disc_net, image2[box])
+        disc_probs = _softmax(raw)
         prob = disc_probs[-1]  # the disc class is the last one of both heads (two or three classes)
         spine_box = disc_probs[1] + disc_probs[2] if len(disc_probs) == 3 else None
         timings["discs"] = timings.get("discs", 0.0) + time.perf_counter() - t
@@ -252,15 +271,15 @@ def run_pipeline(
             outside_spine=not near_spine,
         )
         timings["labels"] = timings.get("labels", 0.0) + time.perf_counter() - t
-        return labelled, prob, spine_box, box
+        return labelled, prob, spine_box, box, raw
 
-    (discs_box, conf, count, message), prob, spine_box, box = discs_in(box, near_spine=True)
+    (discs_box, conf, count, message), prob, spine_box, box, raw = discs_in(box, near_spine=True)
     if len(conf) < MIN_DISCS_NEAR_SPINE:
         # Few discs where the spine network put the spine: on real images it can take the bowel or the great
         # vessels for the spine. The disc network is more reliable there; look for discs in the whole image.
         wide = discs_in(_footprint_box(images, grid), near_spine=False)
         if len(wide[0][1]) > len(conf):
-            (discs_box, conf, count, message), prob, spine_box, box = wide
+            (discs_box, conf, count, message), prob, spine_box, box, raw = wide
             message = f"{message}; spine located from the discs (the spine network's box held too few)"
     discs = np.zeros(grid.size, dtype=np.uint8)
     discs[box] = discs_box
@@ -270,11 +289,23 @@ def run_pipeline(
             "no spine found in the image"
         )
         discs[:], conf = 0, {}
-    timings["total_inference"] = time.perf_counter() - t0 - timings["load_models"]
     probability = np.zeros(grid.size, dtype=np.float32)
     probability[box] = prob
+    margins: tuple = (None,) * 4
+    t = time.perf_counter()
+    if output_net is not None:
+        out = _run(output_net, image2[box])
+        margins = class_margins(out[:3]) + fine_margins(out)
+        del out
+    elif n_disc_classes == 3:
+        margins = class_margins(raw) + (None, None)
+    timings["output_maps"] = time.perf_counter() - t
+    del raw
+    timings["total_inference"] = time.perf_counter() - t0 - timings["load_models"]
     _return_freed_memory()
-    return PipelineResult(discs, spine2, probability, grid, conf, count, timings, message, spine_p4, spine_box, box)
+    return PipelineResult(
+        discs, spine2, probability, grid, conf, count, timings, message, spine_p4, spine_box, box, *margins
+    )
 
 
 TRIM_ABOVE_MB = 1200.0
@@ -369,9 +400,13 @@ def discs_on(result: PipelineResult, target: Volume) -> np.ndarray:
     if result.disc_probability is None or not codes.any():
         return from_canonical(codes, result.grid, target).astype(np.uint8)
     near = ndimage.grey_dilation(codes, size=(3, 3, 3))
+    c_in = from_canonical(near, result.grid, target)
+    margin = _margin_on(result, result.disc_margin_box, result.disc_margin_1mm, target)
+    if margin is not None:
+        # The codes (0 further than one 2 mm voxel from a labelled disc) bound the log-odds.
+        return np.where((margin >= 0.0) & (c_in > 0), c_in, 0).astype(np.uint8)
     prob = np.where(near > 0, result.disc_probability, 0.0)
     p_in = from_canonical(prob, result.grid, target, labels=False)
-    c_in = from_canonical(near, result.grid, target)
     return np.where(p_in >= DISC_THRESHOLD, c_in, 0).astype(np.uint8)
 
 
@@ -381,8 +416,27 @@ def spine_on(result: PipelineResult, target: Volume) -> np.ndarray:
 
     if result.spine_probability_4mm is None and result.spine_probability_box is None:
         return from_canonical(result.spine_canonical, result.grid, target).astype(np.uint8)
+    margin = _margin_on(result, result.spine_margin_box, result.spine_margin_1mm, target)
+    if margin is not None:
+        return (margin >= 0.0).astype(np.uint8)
     p = from_canonical(result.spine_probability, result.grid, target, labels=False)
     return (p >= result.spine_threshold).astype(np.uint8)
+
+
+OUTSIDE_MARGIN = -20.0  # log-odds outside the box: certainly not disc or spine
+
+
+def _margin_on(result: PipelineResult, box_2mm, margin_1mm, target: Volume) -> np.ndarray | None:
+    """Log-odds resampled linearly onto `target`'s grid: the 1 mm head's when present, else the 2 mm ones."""
+    from .canonical import from_canonical
+
+    if margin_1mm is not None and result.fine_grid is not None:
+        return from_canonical(margin_1mm, result.fine_grid, target, labels=False, outside=OUTSIDE_MARGIN)
+    if box_2mm is None or result.box is None:
+        return None
+    full = np.full(result.grid.size, OUTSIDE_MARGIN, dtype=np.float32)
+    full[result.box] = box_2mm
+    return from_canonical(full, result.grid, target, labels=False, outside=OUTSIDE_MARGIN)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

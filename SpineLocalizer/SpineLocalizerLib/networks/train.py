@@ -169,6 +169,26 @@ def localize_sample(case: D.Case, rng: np.random.Generator):
     )
 
 
+DISC_PATCH_MARGIN = 16  # 2 mm voxels of context each side of a disc patch, synthesised and then cut away
+
+
+def disc_patch_crop(case: D.Case, rng: np.random.Generator, sacrum_share: float) -> tuple[slice, ...]:
+    """Where a disc-network patch (with `DISC_PATCH_MARGIN` around it) is cut from a case: centred near a random
+    disc, in the sacrum (`sacrum_share` of the patches) or anywhere on the spine (15 %)."""
+    u = rng.random()
+    sacrum = np.argwhere(case.labels[::2, ::2, ::2] == SACRUM_CODE) * 2 if u < sacrum_share else []
+    if len(sacrum):
+        center = sacrum[int(rng.integers(len(sacrum)))]
+    elif case.discs and u < 0.85:
+        info = list(case.discs.values())[int(rng.integers(len(case.discs)))]
+        center = np.asarray(info["centroid_vox"])
+    else:
+        idx = np.argwhere(D.spine_mask(case.labels))
+        center = idx[int(rng.integers(len(idx)))] if len(idx) else np.array(case.labels.shape) / 2
+    big = tuple(s + 2 * DISC_PATCH_MARGIN for s in DISC_PATCH_2MM)
+    return _crop(case.labels.shape, big, center, rng, 14)
+
+
 def disc_sample(case: D.Case, rng: np.random.Generator, sacrum_share: float = SACRUM_FRACTION, targets: str = "hard"):
     """(image 1x64^3 at 2 mm, target) centred near a random disc, sometimes anywhere on the spine.
 
@@ -183,19 +203,8 @@ def disc_sample(case: D.Case, rng: np.random.Generator, sacrum_share: float = SA
     caps the disc Dice at ~0.93 on that round trip (4 tuning phantoms: 0.913-0.941), one that predicts the
     fractions of the other grid's labels at ~0.97-0.99 (the same cases, measured with the phantom's own labels).
     """
-    u = rng.random()
-    sacrum = np.argwhere(case.labels[::2, ::2, ::2] == SACRUM_CODE) * 2 if u < sacrum_share else []
-    if len(sacrum):
-        center = sacrum[int(rng.integers(len(sacrum)))]
-    elif case.discs and u < 0.85:
-        info = list(case.discs.values())[int(rng.integers(len(case.discs)))]
-        center = np.asarray(info["centroid_vox"])
-    else:
-        idx = np.argwhere(D.spine_mask(case.labels))
-        center = idx[int(rng.integers(len(idx)))] if len(idx) else np.array(case.labels.shape) / 2
-    margin = 16
-    big = tuple(s + 2 * margin for s in DISC_PATCH_2MM)
-    crop = _crop(case.labels.shape, big, center, rng, 14)
+    crop = disc_patch_crop(case, rng, sacrum_share)
+    margin = DISC_PATCH_MARGIN
     sub = D.Case(
         case.labels[crop],
         None if case.tissue is None else case.tissue[crop],

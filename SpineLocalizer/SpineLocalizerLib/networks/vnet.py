@@ -88,11 +88,15 @@ class VNet(nn.Module):
     def multiple(self) -> int:
         return 2 ** (self.levels - 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last full-resolution features (what the 1x1x1 head reads; networks/fine.py reads them too)."""
         skips = [self.stage0(self.inp(x))]
         for down in self.downs:
             skips.append(down(skips[-1]))
         y = skips.pop()
         for up in self.ups:
             y = up(y, skips.pop())
-        return self.head(y)
+        return y
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
