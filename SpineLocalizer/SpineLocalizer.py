@@ -148,9 +148,10 @@ class SpineLocalizerLogic(ScriptedLoadableModuleLogic):
         if p.inputVolume is None:
             raise ValueError("Select the sagittal localizer volume first.")
         self.ensureTorch()
-        from SpineLocalizerLib.networks.infer import run_pipeline
+        from SpineLocalizerLib.networks.infer import discs_on, run_pipeline
         from SpineLocalizerLib.planning.plan import build_plan
         from SpineLocalizerLib.scene_volumes import add_disc_segmentation, volume_from_node
+        from SpineLocalizerLib.volume_io import Volume
 
         images = [volume_from_node(p.inputVolume)] + ([volume_from_node(p.coronalVolume)] if p.coronalVolume else [])
         result = run_pipeline(images, lumbar_count=p.lumbarCount or None)
@@ -159,7 +160,10 @@ class SpineLocalizerLogic(ScriptedLoadableModuleLogic):
             discs, lumbar_count=result.lumbar_count, confidences=result.confidences, probability=result.disc_probability
         )
         report = self.planLogic().load_plan(plan, overwrite_manual=p.overwriteManual)
-        add_disc_segmentation(slicer.mrmlScene, discs, names={d["value"]: d["label"] for d in plan["discs"]})
+        # The segmentation shown is the one `spine-localizer plan` writes: on the localizer's grid, drawn from the
+        # output maps (sharper than the 2 mm grid the plan is computed on; same disc codes).
+        shown = Volume(discs_on(result, images[0]), images[0].spacing, images[0].origin, images[0].direction)
+        add_disc_segmentation(slicer.mrmlScene, shown, names={d["value"]: d["label"] for d in plan["discs"]})
         self.lastPlan = plan
         kept = [name for name, what in report.items() if what == "kept manual"]
         return (

@@ -217,8 +217,9 @@ def thick_slices(vol: np.ndarray, axis: int, thickness_vox: float, step_vox: flo
     return np.take(taken, i0, axis=axis) * (1 - frac) + np.take(taken, i1, axis=axis) * frac
 
 
-def normalise(image: np.ndarray) -> np.ndarray:
-    """Robust scaling to ~[0, 1]: the 99.5th percentile of the non-background voxels maps to 1.
+def normalise_levels(image: np.ndarray) -> tuple[float, float]:
+    """The intensities `normalise` maps to 0 and 1: the 0.5th percentile, and the 99.5th percentile of the voxels
+    above the 5th (the non-background ones).
 
     Percentiles are taken on every 7th voxel (a prime stride, so no grid axis aliases): the same numbers to a
     fraction of a percent at a seventh of the cost.
@@ -227,6 +228,12 @@ def normalise(image: np.ndarray) -> np.ndarray:
     lo, p5 = np.percentile(sample, [0.5, 5]) if sample.size else (0.0, 0.0)
     fg = sample[sample > p5]
     hi = np.percentile(fg, 99.5) if fg.size else 1.0
+    return float(lo), float(hi)
+
+
+def normalise(image: np.ndarray, levels: tuple[float, float] | None = None) -> np.ndarray:
+    """Robust scaling to ~[0, 1] (`normalise_levels`, or given `levels`: a part of an image scaled as the whole)."""
+    lo, hi = levels or normalise_levels(image)
     # One float32 copy scaled in place rather than a new whole-volume temporary per operation.
     out = np.array(image, dtype=np.float32)
     out -= np.float32(lo)

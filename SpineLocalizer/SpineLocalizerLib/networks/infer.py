@@ -41,7 +41,8 @@ from . import MODEL_DIR, ModelError
 from . import data as D
 from . import levels as LV
 from .canonical import CanonicalGrid, canonical_grid_for, to_canonical
-from .fine import class_margins, fine_grid, fine_margins, load_output_net
+from .fine import load_output_net
+from .output_maps import OutputMap, draw_output_maps, margin_on
 from .runtime import InferenceNet
 from .train import STAGES, make_net
 
@@ -97,16 +98,8 @@ class PipelineResult:
     spine_probability_box: np.ndarray | None = None
     box: tuple | None = None
     # What the output label maps are drawn from (naming and planning read the probabilities above): log-odds of
-    # disc and of spine in the box (networks/fine.py, `class_margins`) at 2 mm, and at 1 mm when the 1 mm head's
-    # weights are there.
-    disc_margin_box: np.ndarray | None = None
-    spine_margin_box: np.ndarray | None = None
-    disc_margin_1mm: np.ndarray | None = None
-    spine_margin_1mm: np.ndarray | None = None
-
-    @property
-    def fine_grid(self) -> CanonicalGrid | None:
-        return None if self.disc_margin_1mm is None or self.box is None else fine_grid(self.grid, self.box)
+    # disc and of spine on the box's grids (networks/output_maps.py).
+    output_maps: list[OutputMap] | None = None
 
     @property
     def spine_probability(self) -> np.ndarray | None:
@@ -147,6 +140,12 @@ GRID_AXES = ("lps", "localizer")
 def prepare_input(images: list[Volume], grid_axes: str = "lps") -> tuple[np.ndarray, CanonicalGrid]:
     """Canonical 2 mm image from one localizer or several (their normalised average where they overlap), on
     L, P, S axes or on the first localizer's own axes (`canonical_grid_for`)."""
+    image, grid, _ = _prepare(images, grid_axes)
+    return image, grid
+
+
+def _prepare(images: list[Volume], grid_axes: str) -> tuple[np.ndarray, CanonicalGrid, list]:
+    """`prepare_input` and the intensity levels of each image (for more grids scaled the same way)."""
     if grid_axes not in GRID_AXES:
         raise ValueError(f"grid axes must be one of {GRID_AXES}, got {grid_axes!r}")
     for vol in images:
@@ -160,19 +159,28 @@ def prepare_input(images: list[Volume], grid_axes: str = "lps") -> tuple[np.ndar
                 f"voxel spacing {tuple(np.round(sp, 3))} mm is not plausible for MRI (0.05-20 mm expected)"
             )
     grid = canonical_grid_for(images[0], align=grid_axes == "localizer")
-    if len(images) == 1:
+    levels = [D.normalise_levels(to_canonical(vol, grid)[0]) for vol in images] if len(images) > 1 else None
+    if levels is None:
         arr, _ = to_canonical(images[0], grid)
-        return D.normalise(arr), grid
+        levels = [D.normalise_levels(arr)]
+        return D.normalise(arr, levels[0]), grid, levels
+    return _canonical_image(images, grid, levels), grid, levels
+
+
+def _canonical_image(images: list[Volume], grid: CanonicalGrid, levels: list) -> np.ndarray:
+    """The images resampled onto `grid`, each scaled by its levels, averaged where they overlap."""
+    if len(images) == 1:
+        return D.normalise(to_canonical(images[0], grid)[0], levels[0])
     acc = np.zeros(grid.size, dtype=np.float32)
     weight = np.zeros(grid.size, dtype=np.float32)
-    for vol in images:
+    for vol, lv in zip(images, levels):
         arr, _ = to_canonical(vol, grid)
         inside, _ = to_canonical(
             Volume(np.ones(vol.array.shape, dtype=np.float32), vol.spacing, vol.origin, vol.direction), grid
         )
-        acc += D.normalise(arr) * (inside > 0.5)
+        acc += D.normalise(arr, lv) * (inside > 0.5)
         weight += inside > 0.5
-    return np.where(weight > 0, acc / np.maximum(weight, 1), 0).astype(np.float32), grid
+    return np.where(weight > 0, acc / np.maximum(weight, 1), 0).astype(np.float32)
 
 
 def run_pipeline(
@@ -183,9 +191,12 @@ def run_pipeline(
     threads: int = 2,
     grid_axes: str = "lps",
     fine_output: bool = True,
+    shifted_output: bool = True,
 ) -> PipelineResult:
     """`fine_output`: draw the output disc and spine maps from the output disc network at 1 mm when its weights
-    are in `model_dir` (networks/fine.py); False: from the 2 mm disc network that names the discs."""
+    are in `model_dir` (networks/fine.py); False: from the 2 mm disc network that names the discs.
+    `shifted_output`: average them with a second pass on the box sampled half a voxel further
+    (networks/output_maps.py)."""
     torch.set_num_threads(threads)
     timings = {}
     t0 = time.perf_counter()
@@ -202,7 +213,7 @@ def run_pipeline(
         level_net = InferenceNet(load_model("levels", model_dir)[0], (2, 1) + LV.PATCH_2MM, threads=threads, bf16=False)
     timings["load_models"] = time.perf_counter() - t0
     t = time.perf_counter()
-    image2, grid = prepare_input(images, grid_axes)
+    image2, grid, levels = _prepare(images, grid_axes)
     image4 = D.downsample2(image2)
     timings["resample"] = time.perf_counter() - t
     t = time.perf_counter()
@@ -291,20 +302,24 @@ def run_pipeline(
         discs[:], conf = 0, {}
     probability = np.zeros(grid.size, dtype=np.float32)
     probability[box] = prob
-    margins: tuple = (None,) * 4
+    maps = None
     t = time.perf_counter()
-    if output_net is not None:
-        out = _run(output_net, image2[box])
-        margins = class_margins(out[:3]) + fine_margins(out)
-        del out
-    elif n_disc_classes == 3:
-        margins = class_margins(raw) + (None, None)
+    if output_net is not None or n_disc_classes == 3:
+        maps = draw_output_maps(
+            lambda arr: _run(output_net or disc_net, arr),
+            lambda g: _canonical_image(images, g, levels),
+            grid,
+            box,
+            None if output_net is not None else raw,
+            fine=output_net is not None,
+            shifted=shifted_output,
+        )
     timings["output_maps"] = time.perf_counter() - t
     del raw
     timings["total_inference"] = time.perf_counter() - t0 - timings["load_models"]
     _return_freed_memory()
     return PipelineResult(
-        discs, spine2, probability, grid, conf, count, timings, message, spine_p4, spine_box, box, *margins
+        discs, spine2, probability, grid, conf, count, timings, message, spine_p4, spine_box, box, maps
     )
 
 
@@ -401,9 +416,9 @@ def discs_on(result: PipelineResult, target: Volume) -> np.ndarray:
         return from_canonical(codes, result.grid, target).astype(np.uint8)
     near = ndimage.grey_dilation(codes, size=(3, 3, 3))
     c_in = from_canonical(near, result.grid, target)
-    margin = _margin_on(result, result.disc_margin_box, result.disc_margin_1mm, target)
-    if margin is not None:
+    if result.output_maps:
         # The codes (0 further than one 2 mm voxel from a labelled disc) bound the log-odds.
+        margin = margin_on(result.output_maps, "disc", target)
         return np.where((margin >= 0.0) & (c_in > 0), c_in, 0).astype(np.uint8)
     prob = np.where(near > 0, result.disc_probability, 0.0)
     p_in = from_canonical(prob, result.grid, target, labels=False)
@@ -416,27 +431,10 @@ def spine_on(result: PipelineResult, target: Volume) -> np.ndarray:
 
     if result.spine_probability_4mm is None and result.spine_probability_box is None:
         return from_canonical(result.spine_canonical, result.grid, target).astype(np.uint8)
-    margin = _margin_on(result, result.spine_margin_box, result.spine_margin_1mm, target)
-    if margin is not None:
-        return (margin >= 0.0).astype(np.uint8)
+    if result.output_maps:
+        return (margin_on(result.output_maps, "spine", target) >= 0.0).astype(np.uint8)
     p = from_canonical(result.spine_probability, result.grid, target, labels=False)
     return (p >= result.spine_threshold).astype(np.uint8)
-
-
-OUTSIDE_MARGIN = -20.0  # log-odds outside the box: certainly not disc or spine
-
-
-def _margin_on(result: PipelineResult, box_2mm, margin_1mm, target: Volume) -> np.ndarray | None:
-    """Log-odds resampled linearly onto `target`'s grid: the 1 mm head's when present, else the 2 mm ones."""
-    from .canonical import from_canonical
-
-    if margin_1mm is not None and result.fine_grid is not None:
-        return from_canonical(margin_1mm, result.fine_grid, target, labels=False, outside=OUTSIDE_MARGIN)
-    if box_2mm is None or result.box is None:
-        return None
-    full = np.full(result.grid.size, OUTSIDE_MARGIN, dtype=np.float32)
-    full[result.box] = box_2mm
-    return from_canonical(full, result.grid, target, labels=False, outside=OUTSIDE_MARGIN)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -1,0 +1,83 @@
+"""Output label maps (networks/output_maps.py): log-odds on the box's grids, shifted sampling, averaging on the
+input's grid, and that none of it changes the naming."""
+
+import numpy as np
+from SpineLocalizerLib.networks import output_maps as OM
+from SpineLocalizerLib.networks.canonical import CanonicalGrid
+from SpineLocalizerLib.volume_io import Volume
+
+
+def _grid(size=(20, 20, 20)):
+    d = np.eye(3)
+    return CanonicalGrid(origin=np.array([-20.0, -20.0, -20.0]), size=size, spacing=2.0, direction=d)
+
+
+def test_the_shifted_box_grid_samples_half_a_voxel_further_on_every_axis():
+    grid = _grid()
+    box = (slice(2, 12), slice(4, 10), slice(0, 20))
+    g0, g1 = OM.box_grid(grid, box), OM.box_grid(grid, box, OM.SHIFT_VOX)
+    assert g0.size == g1.size == (10, 6, 20)
+    assert np.allclose(g0.index_to_world([0, 0, 0]), grid.index_to_world([2, 4, 0]))
+    assert np.allclose(g1.index_to_world([0, 0, 0]) - g0.index_to_world([0, 0, 0]), [1.0, 1.0, 1.0])
+
+
+def test_a_plane_between_voxels_is_placed_by_the_log_odds_not_half_way():
+    """Log-odds +3 and -1 on neighbouring voxels put the surface 3/4 of the way to the negative one; the
+    probabilities 0.95 and 0.27 put the 0.5 crossing elsewhere, and saturated ones always half-way."""
+    grid = _grid()
+    disc = np.full(grid.size, -1.0, dtype=np.float32)
+    disc[:10] = 3.0  # voxel 9 (x = -2 mm) +3, voxel 10 (x = 0 mm) -1: zero crossing at x = -0.5 mm
+    maps = [OM.OutputMap(grid, disc, disc)]
+    target = Volume(np.zeros((40, 4, 4), dtype=np.float32), (0.25, 1.0, 1.0), np.array([-5.0, -2.0, -2.0]), np.eye(3))
+    x = -5.0 + 0.25 * np.arange(40)
+    inside = OM.margin_on(maps, "disc", target)[:, 1, 1] >= 0
+    assert np.array_equal(inside, x <= -0.5 + 1e-6)
+
+
+def test_maps_are_averaged_on_the_target_and_empty_outside_them():
+    grid = _grid()
+    a = OM.OutputMap(grid, np.full(grid.size, 2.0, np.float32), np.full(grid.size, 2.0, np.float32))
+    b = OM.OutputMap(grid, np.full(grid.size, -4.0, np.float32), np.full(grid.size, 0.0, np.float32))
+    target = Volume(np.zeros((30, 3, 3), dtype=np.float32), (2.0, 2.0, 2.0), np.array([-10.0, 0.0, 0.0]), np.eye(3))
+    disc = OM.margin_on([a, b], "disc", target)
+    spine = OM.margin_on([a, b], "spine", target)
+    assert np.allclose(disc[:5], -1.0) and np.allclose(spine[:5], 1.0)
+    assert np.allclose(disc[-3:], OM.OUTSIDE_MARGIN)  # x = 44.. 48 mm: beyond the grid (up to 18 mm)
+
+
+def test_draw_output_maps_reuses_the_naming_pass_and_runs_one_shifted_pass():
+    grid = _grid()
+    box = (slice(2, 10), slice(2, 10), slice(2, 18))
+    seen = []
+
+    def segment(arr):
+        seen.append(arr.shape)
+        return np.stack([np.zeros(arr.shape), np.zeros(arr.shape), arr]).astype(np.float32)
+
+    def image_on(g):
+        return np.full(g.size, float(g.origin[0]), dtype=np.float32)
+
+    first = np.zeros((3,) + tuple(s.stop - s.start for s in box), dtype=np.float32)
+    maps = OM.draw_output_maps(segment, image_on, grid, box, first)
+    assert seen == [(8, 8, 16)]  # only the shifted pass ran
+    assert len(maps) == 2 and np.allclose(maps[0].disc, -np.log(2.0))  # logits 0, 0, 0: disc odds 1 : 2
+    assert np.allclose(maps[1].grid.origin - maps[0].grid.origin, 1.0)
+    assert len(OM.draw_output_maps(segment, image_on, grid, box, first, shifted=False)) == 1
+
+
+def test_the_shifted_pass_leaves_the_naming_and_sharpens_the_discs(phantoms):
+    from SpineLocalizerLib.labels import DISC_CODE_OFFSET
+    from SpineLocalizerLib.networks.evaluation import dice
+    from SpineLocalizerLib.networks.infer import discs_on, run_pipeline
+    from SpineLocalizerLib.volume_io import read_volume
+
+    folder, _ = phantoms.get(100_004)
+    image = read_volume(folder / "localizer.nii.gz")
+    labels = read_volume(folder / "localizer_labels.nii.gz").array
+    one = run_pipeline([image], shifted_output=False)
+    two = run_pipeline([image])
+    assert np.array_equal(one.discs_canonical, two.discs_canonical) and one.confidences == two.confidences
+    assert len(one.output_maps) == 1 and len(two.output_maps) == 2
+    truth = (labels > DISC_CODE_OFFSET) & (labels < DISC_CODE_OFFSET + 30)
+    d1, d2 = dice(discs_on(one, image) > 0, truth), dice(discs_on(two, image) > 0, truth)
+    assert d1 > 0.88 and d2 > d1 - 0.005  # 40 tuning phantoms: +0.005 on average (README)
