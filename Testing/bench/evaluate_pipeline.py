@@ -4,8 +4,9 @@
 .venv/bin/python Testing/bench/evaluate_pipeline.py real             # ../shared/data/real/vertebrae_t2
 .venv/bin/python Testing/bench/evaluate_pipeline.py real B [MODELS]  # one fold (A or B), weights from MODELS
 Add --grid-axes=localizer to run the networks on the localizer's own axes (`spine-localizer plan --grid-axes`),
---seeds-from=60000 to run the tuning phantoms instead of the held-out ones (choices are made on those), and
---coarse to draw the output maps from the 2 mm disc network even where the 1 mm head's weights are present.
+--seeds-from=60000 to run the tuning phantoms instead of the held-out ones (choices are made on those),
+--one-pass to draw the output maps from the first disc-network pass only (no half-voxel-shifted second pass),
+--coarse to draw them from the 2 mm disc network even where an output network (1 mm) is in MODELS.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def main() -> None:
     grid_axes = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--grid-axes=")), "lps")
     seed_base = int(next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--seeds-from=")), EVAL_SEED_BASE))
     fine_output = "--coarse" not in sys.argv[1:]
+    shifted_output = "--one-pass" not in sys.argv[1:]
     argv = [sys.argv[0]] + [a for a in sys.argv[1:] if not a.startswith("--")]
     mode = argv[1] if len(argv) > 1 else "phantoms"
     Path("out").mkdir(exist_ok=True)
@@ -38,14 +40,22 @@ def main() -> None:
     if mode == "phantoms":
         n = int(argv[2]) if len(argv) > 2 else 100
         models = Path(argv[3]) if len(argv) > 3 else MODEL_DIR
-        rows = evaluate_phantoms(n, model_dir=models, grid_axes=grid_axes, seed_base=seed_base, fine_output=fine_output)
+        rows = evaluate_phantoms(
+            n,
+            model_dir=models,
+            grid_axes=grid_axes,
+            seed_base=seed_base,
+            fine_output=fine_output,
+            shifted_output=shifted_output,
+        )
         tuning = seed_base != EVAL_SEED_BASE
         dump(rows, Path(f"out/eval_pipeline_phantoms{'_' + str(seed_base) if tuning else ''}.json"))
         s = summarise(rows)
         kind = "tuning" if tuning else "held-out"
         print(
             f"{s['cases']} {kind} phantoms (seeds {seed_base}+, half 3D localizers, half sagittal multi-slice), "
-            f"{'2 mm' if not fine_output else 'default'} output maps, {time.perf_counter() - t:.0f} s"
+            f"output maps: {'2 mm network' if not fine_output else 'default'}"
+            f"{', one pass' if not shifted_output else ''}, {time.perf_counter() - t:.0f} s"
         )
         print("| metric | ours | LVP (paper) |")
         print("| --- | --- | --- |")

@@ -70,6 +70,7 @@ def evaluate_phantom(
     grid_axes: str = "lps",
     seed_base: int = EVAL_SEED_BASE,
     fine_output: bool = True,
+    shifted_output: bool = True,
 ) -> dict[str, Any]:
     """Phantom `seed_base + i` (variation `i`: every other one a multi-slice stack). `seed_base` 60000 gives the
     tuning phantoms that choices are made on; the default, 100000, the held-out ones that are only reported."""
@@ -82,7 +83,9 @@ def evaluate_phantom(
     role = "sagittal_stack" if stack else "localizer"
     image = read_volume(folder / truth["files"][role])
     labels = read_volume(folder / truth["files"][f"{role}_labels" if stack else "localizer_labels"])
-    result = run_pipeline([image], model_dir=model_dir, grid_axes=grid_axes, fine_output=fine_output)
+    result = run_pipeline(
+        [image], model_dir=model_dir, grid_axes=grid_axes, fine_output=fine_output, shifted_output=shifted_output
+    )
     spine_pred = spine_on(result, image) > 0
     disc_pred = discs_on(result, image) > 0
     disc_true = (labels.array >= DISC_CODE_OFFSET + 15) & (labels.array <= DISC_CODE_OFFSET + 25)
@@ -117,8 +120,9 @@ def evaluate_phantoms(
     grid_axes: str = "lps",
     seed_base: int = EVAL_SEED_BASE,
     fine_output: bool = True,
+    shifted_output: bool = True,
 ) -> list[dict[str, Any]]:
-    args = [[model_dir] * n, [grid_axes] * n, [seed_base] * n, [fine_output] * n]
+    args = [[model_dir] * n, [grid_axes] * n, [seed_base] * n, [fine_output] * n, [shifted_output] * n]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if processes > 1:
