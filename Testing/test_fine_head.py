@@ -141,8 +141,8 @@ def test_the_output_network_redraws_the_maps_and_leaves_the_naming_alone(tmp_pat
     labels = read_volume(folder_case / "localizer_labels.nii.gz").array
     with_output = run_pipeline([image], model_dir=_output_folder(tmp_path), shifted_output=False)
     without = run_pipeline([image], model_dir=MODEL_DIR, fine_output=False, shifted_output=False)
-    assert [m.grid.spacing for m in with_output.output_maps] == [1.0]
-    assert [m.grid.spacing for m in without.output_maps] == [2.0]
+    assert [m.grid.spacing for m in with_output.maps()] == [1.0]
+    assert [m.grid.spacing for m in without.maps()] == [2.0]
     # Naming and planning inputs are the naming network's, bit for bit.
     assert np.array_equal(with_output.discs_canonical, without.discs_canonical)
     assert with_output.confidences == without.confidences
@@ -173,6 +173,6 @@ def test_a_models_folder_without_the_output_network_still_plans(tmp_path, phanto
             shutil.copy(MODEL_DIR / f"{stage}.{ext}", folder)
     folder_case, _ = phantoms.get(100_004)
     result = run_pipeline([read_volume(folder_case / "localizer.nii.gz")], model_dir=folder)
-    assert [m.grid.spacing for m in result.output_maps] == [2.0, 2.0]  # the box and the box shifted
-    assert result.output_maps[0].disc.shape == result.disc_probability[result.box].shape
+    assert [m.grid.spacing for m in result.maps()] == [2.0, 2.0]  # the box and the box shifted
+    assert result.maps()[0].disc.shape == result.disc_probability[result.box].shape
     assert len(result.confidences) >= 5

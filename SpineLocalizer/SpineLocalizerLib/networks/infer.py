@@ -27,7 +27,8 @@ import ctypes
 import json
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -98,8 +99,23 @@ class PipelineResult:
     spine_probability_box: np.ndarray | None = None
     box: tuple | None = None
     # What the output label maps are drawn from (naming and planning read the probabilities above): log-odds of
-    # disc and of spine on the box's grids (networks/output_maps.py).
+    # disc and of spine on the box's grids (networks/output_maps.py), drawn on first use by `maps()`.
     output_maps: list[OutputMap] | None = None
+    map_drawer: Callable[[], list[OutputMap]] | None = field(default=None, repr=False, compare=False)
+
+    def maps(self) -> list[OutputMap] | None:
+        """The output maps, drawn when first asked for (`discs_on`, `spine_on`).
+
+        Why deferred: the plan does not read them, and the half-voxel-shifted disc-network pass behind them
+        costs ~0.1-0.3 s; a caller that only plans (the scanner waiting for the slice groups) does not pay for
+        it, one that writes the label maps pays it there (timed as "output_maps"; README, Latency).
+        """
+        if self.output_maps is None and self.map_drawer is not None:
+            t = time.perf_counter()
+            self.output_maps, self.map_drawer = self.map_drawer(), None
+            self.timings_s["output_maps"] = time.perf_counter() - t
+            _return_freed_memory()
+        return self.output_maps
 
     @property
     def spine_probability(self) -> np.ndarray | None:
@@ -302,24 +318,26 @@ def run_pipeline(
         discs[:], conf = 0, {}
     probability = np.zeros(grid.size, dtype=np.float32)
     probability[box] = prob
-    maps = None
-    t = time.perf_counter()
+    drawer = None
     if output_net is not None or n_disc_classes == 3:
-        maps = draw_output_maps(
-            lambda arr: _run(output_net or disc_net, arr),
-            lambda g: _canonical_image(images, g, levels),
-            grid,
-            box,
-            None if output_net is not None else raw,
-            fine=output_net is not None,
-            shifted=shifted_output,
-        )
-    timings["output_maps"] = time.perf_counter() - t
+        first = None if output_net is not None else raw  # the naming pass is the unshifted 2 mm one
+
+        def drawer() -> list[OutputMap]:
+            return draw_output_maps(
+                lambda arr: _run(output_net or disc_net, arr),
+                lambda g: _canonical_image(images, g, levels),
+                grid,
+                box,
+                first,
+                fine=output_net is not None,
+                shifted=shifted_output,
+            )
+
     del raw
     timings["total_inference"] = time.perf_counter() - t0 - timings["load_models"]
     _return_freed_memory()
     return PipelineResult(
-        discs, spine2, probability, grid, conf, count, timings, message, spine_p4, spine_box, box, maps
+        discs, spine2, probability, grid, conf, count, timings, message, spine_p4, spine_box, box, None, drawer
     )
 
 
@@ -416,9 +434,9 @@ def discs_on(result: PipelineResult, target: Volume) -> np.ndarray:
         return from_canonical(codes, result.grid, target).astype(np.uint8)
     near = ndimage.grey_dilation(codes, size=(3, 3, 3))
     c_in = from_canonical(near, result.grid, target)
-    if result.output_maps:
+    if result.maps():
         # The codes (0 further than one 2 mm voxel from a labelled disc) bound the log-odds.
-        margin = margin_on(result.output_maps, "disc", target)
+        margin = margin_on(result.maps(), "disc", target)
         return np.where((margin >= 0.0) & (c_in > 0), c_in, 0).astype(np.uint8)
     prob = np.where(near > 0, result.disc_probability, 0.0)
     p_in = from_canonical(prob, result.grid, target, labels=False)
@@ -431,8 +449,8 @@ def spine_on(result: PipelineResult, target: Volume) -> np.ndarray:
 
     if result.spine_probability_4mm is None and result.spine_probability_box is None:
         return from_canonical(result.spine_canonical, result.grid, target).astype(np.uint8)
-    if result.output_maps:
-        return (margin_on(result.output_maps, "spine", target) >= 0.0).astype(np.uint8)
+    if result.maps():
+        return (margin_on(result.maps(), "spine", target) >= 0.0).astype(np.uint8)
     p = from_canonical(result.spine_probability, result.grid, target, labels=False)
     return (p >= result.spine_threshold).astype(np.uint8)
 
