@@ -19,6 +19,9 @@
    and a weak prior for five lumbar vertebrae.
    The best hypothesis names the components; the lumbar count can be forced. Confidence = heatmap response x
    mean disc probability.
+5. Output label maps (networks/output_maps.py), drawn when first asked for (`discs_on`, `spine_on`): the disc
+   network's log-odds from its first pass and from a second pass on the box shifted half a voxel, averaged on
+   the input's grid; each disc voxel keeps the code of the named component it belongs to.
 """
 
 from __future__ import annotations
