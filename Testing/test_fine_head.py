@@ -155,12 +155,6 @@ def test_the_output_network_redraws_the_maps_and_leaves_the_naming_alone(tmp_pat
     assert dice(spine_on(with_output, image) > 0, spine_mask(labels) > 0) > 0.85
 
 
-def test_the_shipped_output_network_loads():
-    if not (MODEL_DIR / f"{FN.FINE_STAGE}.safetensors").exists():
-        pytest.skip("no output disc network shipped")
-    assert FN.load_output_net(MODEL_DIR) is not None
-
-
 def test_a_models_folder_without_the_output_network_still_plans(tmp_path, phantoms):
     """Weights trained before it existed: the output maps come from the 2 mm disc network's log-odds."""
     from SpineLocalizerLib.networks.infer import run_pipeline

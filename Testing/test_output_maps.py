@@ -84,3 +84,28 @@ def test_the_shifted_pass_leaves_the_naming_and_sharpens_the_discs(phantoms):
     truth = (labels > DISC_CODE_OFFSET) & (labels < DISC_CODE_OFFSET + 30)
     d1, d2 = dice(discs_on(one, image) > 0, truth), dice(discs_on(two, image) > 0, truth)
     assert d1 > 0.88 and d2 > d1 - 0.005  # 40 tuning phantoms: +0.005 on average (README)
+
+
+def test_the_shifted_pass_sees_the_input_scaled_as_the_first_pass_did():
+    """The box is resampled on its own for the shifted pass; with the first pass's intensity levels it must
+    reproduce the first pass's image exactly at zero shift (one image, and a fused sagittal + coronal pair)."""
+    from SpineLocalizerLib.networks import infer as I
+
+    rng = np.random.default_rng(3)
+    sag = Volume(rng.gamma(2.0, 100.0, size=(12, 90, 80)).astype(np.float32), (4.0, 1.5, 1.5), np.zeros(3), np.eye(3))
+    cor = Volume(
+        rng.gamma(2.0, 300.0, size=(70, 10, 80)).astype(np.float32),
+        (1.5, 4.0, 1.5),
+        np.array([-20.0, 10.0, 0.0]),
+        np.eye(3),
+    )
+    for images in ([sag], [sag, cor]):
+        image, grid, levels = I._prepare(images, "lps")
+        assert np.array_equal(image, I.prepare_input(images)[0])
+        box = (slice(40, 72), slice(40, 72), slice(40, 80))
+        part = I._canonical_image(images, OM.box_grid(grid, box), levels)
+        assert np.allclose(part, image[box], atol=1e-5)
+    # The pair is each image scaled by its own levels and averaged where both are: not the first image alone.
+    pair, _, _ = I._prepare([sag, cor], "lps")
+    alone, _, _ = I._prepare([sag], "lps")
+    assert not np.allclose(pair, alone)

@@ -178,22 +178,20 @@ def _prepare(images: list[Volume], grid_axes: str) -> tuple[np.ndarray, Canonica
                 f"voxel spacing {tuple(np.round(sp, 3))} mm is not plausible for MRI (0.05-20 mm expected)"
             )
     grid = canonical_grid_for(images[0], align=grid_axes == "localizer")
-    levels = [D.normalise_levels(to_canonical(vol, grid)[0]) for vol in images] if len(images) > 1 else None
-    if levels is None:
-        arr, _ = to_canonical(images[0], grid)
-        levels = [D.normalise_levels(arr)]
-        return D.normalise(arr, levels[0]), grid, levels
-    return _canonical_image(images, grid, levels), grid, levels
+    arrays = [to_canonical(vol, grid)[0] for vol in images]
+    levels = [D.normalise_levels(arr) for arr in arrays]
+    return _canonical_image(images, grid, levels, arrays), grid, levels
 
 
-def _canonical_image(images: list[Volume], grid: CanonicalGrid, levels: list) -> np.ndarray:
-    """The images resampled onto `grid`, each scaled by its levels, averaged where they overlap."""
+def _canonical_image(images: list[Volume], grid: CanonicalGrid, levels: list, arrays: list | None = None) -> np.ndarray:
+    """The images resampled onto `grid` (or given as `arrays`, already resampled), each scaled by its levels,
+    averaged where they overlap."""
+    arrays = arrays or [to_canonical(vol, grid)[0] for vol in images]
     if len(images) == 1:
-        return D.normalise(to_canonical(images[0], grid)[0], levels[0])
+        return D.normalise(arrays[0], levels[0])
     acc = np.zeros(grid.size, dtype=np.float32)
     weight = np.zeros(grid.size, dtype=np.float32)
-    for vol, lv in zip(images, levels):
-        arr, _ = to_canonical(vol, grid)
+    for vol, lv, arr in zip(images, levels, arrays):
         inside, _ = to_canonical(
             Volume(np.ones(vol.array.shape, dtype=np.float32), vol.spacing, vol.origin, vol.direction), grid
         )
