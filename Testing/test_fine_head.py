@@ -170,3 +170,37 @@ def test_a_models_folder_without_the_output_network_still_plans(tmp_path, phanto
     assert [m.grid.spacing for m in result.maps()] == [2.0, 2.0]  # the box and the box shifted
     assert result.maps()[0].disc.shape == result.disc_probability[result.box].shape
     assert len(result.confidences) >= 5
+
+
+def test_box_patches_hold_the_spine_across_with_a_margin_and_leave_padding_unscored(tmp_path):
+    from SpineLocalizerLib.networks import train_fine as TF
+
+    D.make_phantom_case(3, tmp_path)
+    D.make_fine_classes(3, tmp_path)
+    case = D.load_case(tmp_path / "phantom_000003.npz")
+    fine = D.load_fine_classes(tmp_path / "phantom_fine_000003.npz")
+    spine = np.argwhere(D.spine_mask(case.labels))
+    lo, hi = spine.min(axis=0), spine.max(axis=0) + 1
+    rng = np.random.default_rng(4)
+    for _ in range(8):
+        crop = TF.box_patch_crop(case, rng)
+        # Across (L-R, A-P) the box holds the whole spine and a margin as the pipeline's does, within the grid.
+        for axis in (0, 1):
+            before = lo[axis] - crop[axis].start
+            after = crop[axis].stop - hi[axis]
+            assert before == lo[axis] or TF.BOX_MARGIN_2MM[0] <= before < TF.BOX_MARGIN_2MM[1]
+            assert crop[axis].stop == case.labels.shape[axis] or TF.BOX_MARGIN_2MM[0] <= after < TF.BOX_MARGIN_2MM[1]
+        assert 0 < crop[2].stop - crop[2].start < TF.BOX_SI_2MM[1]
+    shapes = set()
+    for _ in range(6):
+        image, onehot = TF.fine_sample(case, fine, rng, cut=False)
+        shapes.add(image.shape)
+        assert all(n % TF.PATCH_MULTIPLE == 0 for n in image.shape[1:])
+        assert onehot.shape[1:] == tuple(2 * n for n in image.shape[1:])
+        scored = onehot.sum(axis=0)
+        assert set(np.unique(scored)) <= {0.0, 1.0}
+        # What is not scored is the padding, where the image is zero too.
+        padded = D.downsample2(scored) == 0
+        assert np.all(image[0][padded] == 0)
+        assert (onehot[1:].sum() > 0) and scored.mean() > 0.5
+    assert len(shapes) > 1  # boxes of the pipeline's shapes, not only 64^3 cubes

@@ -109,3 +109,17 @@ def test_the_shifted_pass_sees_the_input_scaled_as_the_first_pass_did():
     pair, _, _ = I._prepare([sag, cor], "lps")
     alone, _, _ = I._prepare([sag], "lps")
     assert not np.allclose(pair, alone)
+
+
+def test_the_output_box_is_widened_about_its_centre_to_the_minimum_side_and_stays_in_the_grid():
+    from SpineLocalizerLib.networks.infer import widened_box
+
+    grid = CanonicalGrid(origin=np.zeros(3), size=(100, 50, 200), spacing=2.0, direction=np.eye(3))
+    box = (slice(40, 60), slice(0, 30), slice(10, 190))
+    out = widened_box(box, grid, 80.0)  # 40 voxels
+    assert out[0] == slice(30, 70)  # about its centre
+    assert out[1] == slice(0, 40)  # at the grid's edge: moved inwards, not cut
+    assert out[2] == box[2]  # already longer: unchanged
+    assert widened_box(box, grid, 120.0)[1] == slice(0, 50)  # the grid is all there is
+    for b, w in zip(box, out):  # never loses any of the naming box
+        assert w.start <= b.start and w.stop >= b.stop

@@ -6,7 +6,7 @@
 # OUT receives the weights, cards, logs and resumable checkpoints (re-running continues where it stopped);
 # CACHE is the phantom label-map cache (built once, ~2 min). The last step fine-tunes the level classifier on
 # real fold A (../shared/data/real, 30 % of its samples), as the shipped one is; without the real data it is
-# skipped and OUT holds the phantom-only classifier. Training seeds 11-15 and 25; phantoms 1-160; no evaluation seed.
+# skipped and OUT holds the phantom-only classifier. Training seeds 11-15 and 26; phantoms 1-160; no evaluation seed.
 set -euo pipefail
 out=${1:?usage: train_all.sh OUT [CACHE]}
 cache=${2:-.cache/phantoms}
@@ -22,7 +22,7 @@ stamp "levels"
 "$bin/spine-localizer" train --stage levels --steps 2200 --seed 13 --cache "$cache" --out "$out/phantom"
 # The output disc network (1 mm maps) starts from the disc network above; it builds the 1 mm label cache first.
 stamp "discs_fine"
-"$bin/spine-localizer" train --stage discs_fine --steps 1500 --seed 25 --cache "$cache" --out "$out/phantom" \
+"$bin/spine-localizer" train --stage discs_fine --steps 1500 --seed 26 --cache "$cache" --out "$out/phantom" \
     --init-from "$out/phantom"
 mkdir -p "$out/final"
 cp "$out"/phantom/{discs,localize,levels,discs_fine}.{safetensors,json} "$out/final/"

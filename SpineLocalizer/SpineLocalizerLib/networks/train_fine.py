@@ -1,9 +1,10 @@
 """Training of the output disc network (networks/fine.py): a copy of the disc network with the 1 mm head,
 fine-tuned together from the disc weights.
 
-Samples are the disc network's own patches (same centres, same synthesis: `train.disc_patch_crop`,
-`data.synthesize_image` on the phantom's 2 mm tissues) with targets from the phantom evaluated on the 1 mm grid
-(`data.build_fine_cache`); about half of them are cut to part of their field of view as multi-slice and
+Samples: three in four are boxes shaped like the one the pipeline segments (the spine across, a margin, part of
+its length: `box_patch_crop`), the rest the disc network's own patches (`train.disc_patch_crop`); both
+synthesised as the disc network's (`data.synthesize_image` on the phantom's 2 mm tissues), with targets from the
+phantom evaluated on the 1 mm grid (`data.build_fine_cache`); about half of them are cut to part of their field of view as multi-slice and
 lumbar-only localizers are (`data.random_fov_mask`, not scored outside; session 9: better Dice on stacks).
 Loss: focal (gamma 2) + Dice of the discs and of the spine, at 1 mm, as for the disc network. The head learns
 at `HEAD_LR_FACTOR` x the rate of the network (it starts from zero, the network from trained weights).
@@ -32,8 +33,8 @@ from .fine import FINE_STAGE, DiscNetWithFine, FineHead, fine_logits
 from .train import (
     DISC_CLASSES,
     DISC_DICE_SETS,
-    DISC_PATCH_2MM,
     DISC_PATCH_MARGIN,
+    SACRUM_CODE,
     SACRUM_FRACTION,
     TRAIN_SEEDS,
     VAL_SEEDS,
@@ -48,19 +49,59 @@ from .train import (
 from .vnet import VNet
 
 FINE_STEPS = 2000
+PATCH_MULTIPLE = 8  # the disc V-Net's 3 halvings (infer._run pads to it too)
 FINE_LR = 5e-4
 HEAD_LR_FACTOR = 4.0
 
 
-def fine_sample(case: D.Case, fine: tuple[np.ndarray, np.ndarray], rng: np.random.Generator, cut: bool = True):
-    """(image 1x64^3 at 2 mm, 1 mm class fractions 3x128^3) of one disc-network patch: one-hot, or all zero
-    (not scored) outside the field of view where the patch is cut."""
-    crop = disc_patch_crop(case, rng, SACRUM_FRACTION)
-    sub = D.Case(case.labels[crop], case.tissue[crop], None, {})
-    image = D.synthesize_image(sub, rng)
+BOX_SHARE = 0.75  # of the patches cut like the box the pipeline runs the network on (`box_patch_crop`)
+BOX_MARGIN_2MM = (4, 10)  # range of the box's margin around the spine, per side (the pipeline's: 6, 12 mm)
+BOX_SI_2MM = (48, 88)  # range of the box's length along S-I (the pipeline's box holds the whole spine)
+
+
+def box_patch_crop(case: D.Case, rng: np.random.Generator) -> tuple[slice, ...]:
+    """A patch shaped like the box the pipeline segments (infer.py: the located spine + a margin), cut to part
+    of its length along S-I to keep the step's cost near a disc patch's; in the sacrum `SACRUM_FRACTION` of the
+    time. Why: the V-Net's instance normalisation reads the whole input, so its output depends on what the box
+    holds besides the spine; trained on 128 mm cubes around discs only, the network's surfaces moved by about a
+    voxel when the box was grown by 12 mm (40 tuning phantoms, session 13)."""
+    spine = np.argwhere(D.spine_mask(case.labels))
+    lo = spine.min(axis=0) - rng.integers(*BOX_MARGIN_2MM, size=3)
+    hi = spine.max(axis=0) + 1 + rng.integers(*BOX_MARGIN_2MM, size=3)
+    length = int(rng.integers(*BOX_SI_2MM))
+    sacrum = np.argwhere(case.labels == SACRUM_CODE)
+    if rng.random() < SACRUM_FRACTION and len(sacrum):
+        centre = int(np.median(sacrum[:, 2])) + int(rng.integers(-8, 9))
+    else:
+        centre = int(rng.integers(lo[2], max(hi[2], lo[2] + 1)))
+    lo[2] = max(lo[2], centre - length // 2)
+    hi[2] = min(hi[2], lo[2] + length)
+    lo = np.maximum(lo, 0)
+    hi = np.minimum(hi, case.labels.shape)
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+
+
+def _with_context(crop: tuple[slice, ...], shape) -> tuple[tuple[slice, ...], tuple[slice, ...]]:
+    """`crop` grown by `DISC_PATCH_MARGIN` within `shape` (synthesis sees that context), and `crop`'s place in it."""
     m = DISC_PATCH_MARGIN
-    image = image[m:-m, m:-m, m:-m]
-    box = tuple(slice(s.start + m, s.start + m + n) for s, n in zip(crop, image.shape))
+    big = tuple(slice(max(s.start - m, 0), min(s.stop + m, n)) for s, n in zip(crop, shape))
+    inner = tuple(slice(s.start - b.start, s.stop - b.start) for s, b in zip(crop, big))
+    return big, inner
+
+
+def fine_sample(case: D.Case, fine: tuple[np.ndarray, np.ndarray], rng: np.random.Generator, cut: bool = True):
+    """(image 1 x box at 2 mm, 1 mm class fractions 3 x 2 box) of one patch, a disc-network patch (64^3) or a
+    pipeline-like box (`BOX_SHARE`): one-hot, or all zero (not scored) outside the field of view where the patch
+    is cut and in the padding to a multiple of 8 voxels (the pipeline pads the same way)."""
+    if rng.random() < BOX_SHARE:
+        big, inner = _with_context(box_patch_crop(case, rng), case.labels.shape)
+    else:
+        big = disc_patch_crop(case, rng, SACRUM_FRACTION)
+        m = DISC_PATCH_MARGIN
+        inner = tuple(slice(m, s.stop - s.start - m) for s in big)
+    sub = D.Case(case.labels[big], case.tissue[big], None, {})
+    image = D.synthesize_image(sub, rng)[inner]
+    box = tuple(slice(b.start + i.start, b.start + i.stop) for b, i in zip(big, inner))
     target = D.fine_classes_in(*fine, box)
     if rng.random() < 0.5:  # left-right flip: canonical axis 0 is L-R, at both resolutions
         image, target = image[::-1], target[::-1]
@@ -71,9 +112,10 @@ def fine_sample(case: D.Case, fine: tuple[np.ndarray, np.ndarray], rng: np.rando
         if fov is not None:
             image = image * fov
             onehot *= np.repeat(np.repeat(np.repeat(fov, 2, axis=0), 2, axis=1), 2, axis=2)
-    # Padding (a patch at the edge of the phantom's grid) is outside the field of view too: not scored.
-    image = _pad_to(image, DISC_PATCH_2MM)
-    onehot = _pad_to(onehot, tuple(2 * s for s in DISC_PATCH_2MM))
+    # Padding (to the network's multiple, or a patch at the edge of the phantom's grid) is not scored.
+    size = tuple(max(int(np.ceil(n / PATCH_MULTIPLE) * PATCH_MULTIPLE), PATCH_MULTIPLE) for n in image.shape)
+    image = _pad_to(image, size)
+    onehot = _pad_to(onehot, tuple(2 * s for s in size))
     return np.ascontiguousarray(image[None], dtype=np.float32), np.ascontiguousarray(onehot)
 
 
@@ -241,7 +283,9 @@ def export_fine(
             "phantom_seeds": f"{TRAIN_SEEDS.start}-{TRAIN_SEEDS.stop - 1}",
             "validation_seeds": f"{VAL_SEEDS.start}-{VAL_SEEDS.stop - 1}",
             "targets": "class of each voxel of the phantom's 1 mm grid (the 2 mm grid's sub-voxels)",
-            "synthesis": "the disc network's patches and synthesis (networks/train.py), L-R flips, about half the "
+            "synthesis": f"{BOX_SHARE:.0%} boxes shaped like the pipeline's (the spine across + "
+            f"{BOX_MARGIN_2MM[0]}-{BOX_MARGIN_2MM[1] - 1} voxels, {BOX_SI_2MM[0]}-{BOX_SI_2MM[1] - 1} voxels along S-I), "
+            "the rest the disc network's patches; its synthesis (networks/train.py), L-R flips, about half the "
             "patches cut to part of their field of view (not scored outside)",
         },
         "training_seed": seed,
