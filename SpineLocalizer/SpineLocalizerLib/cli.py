@@ -183,6 +183,7 @@ def cmd_train(args) -> int:
         sacrum_share=args.sacrum_share,
         targets=args.targets,
         level_competition=args.level_competition,
+        compile=args.compile,
     )
     print(f"\nwrote {weights} and its card; use them with `spine-localizer plan --models {args.out}`", file=sys.stderr)
     return 0
@@ -197,6 +198,8 @@ def _train_fine(args) -> Path:
         for n in ("user_data", "width", "sacrum_share", "targets", "level_competition")
         if getattr(args, n) is not None
     ]
+    if args.compile == "on":
+        unused.append("--compile on (its box-shaped patches change size from step to step)")
     if unused:
         raise SystemExit(
             f"--stage discs_fine fine-tunes the disc weights of --init-from with a 1 mm head; {', '.join(unused)} do not apply"
@@ -301,6 +304,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("auto", "bf16", "fp32"),
         default="auto",
         help="forward-pass arithmetic in training; auto = bf16 where the CPU has native bf16 (2-3x faster), else fp32",
+    )
+    t.add_argument(
+        "--compile",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="run the training forward pass through torch.compile (localize, discs, levels; 20-35 %% faster steps "
+        "after 20-55 s of compiling); auto = where a C++ compiler is found",
     )
     t.add_argument(
         "--width",

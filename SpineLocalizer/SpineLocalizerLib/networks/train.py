@@ -30,6 +30,7 @@ from scipy import ndimage
 from ..labels import VERTEBRA_CODES
 from . import data as D
 from . import levels as LV
+from .compiled import TrainingForward, wants_compile
 from .vnet import VNet
 
 LOCALIZE_CROP_4MM = (64, 64, 96)
@@ -469,6 +470,7 @@ def train(
     sacrum_share: float | None = None,
     targets: str | None = None,
     level_competition: float | None = None,
+    compile: str = "auto",
 ) -> Path:
     stage = "localize" if stage == "labels" else stage
     if level_competition is not None and (stage != "localize" or level_competition < 0.0):
@@ -477,6 +479,7 @@ def train(
         )
     competition = level_competition or 0.0
     precision = training_precision(precision)
+    compiled = wants_compile(compile)
     cfg = STAGES[stage]
     if sacrum_share is not None and (stage != "discs" or not 0.0 <= sacrum_share <= 1.0):
         raise ValueError(
@@ -535,7 +538,8 @@ def train(
         state = load_model(stage, init_from)[0].state_dict()
         net.load_state_dict(LV.adapt_head(state, net) if stage == "levels" else adapt_head(state, net))
         log(f"starting {stage} from the weights in {init_from}")
-    log(f"training {stage} in {precision}")
+    forward = TrainingForward(net, compiled, log)
+    log(f"training {stage} in {precision}" + (" (torch.compile)" if compiled else ""))
     loader = torch.utils.data.DataLoader(
         _Samples(stage, paths, seed, user, user_share, sacrum_share, targets),
         batch_size=LEVEL_BATCH if stage == "levels" else None,
@@ -556,7 +560,7 @@ def train(
         else:
             img, *target = (torch.as_tensor(x)[None] for x in batch)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            out = net(img)
+            out = forward(img)
         out = out.float()  # losses in fp32
         if stage == "localize":
             spine, heat = target
