@@ -15,14 +15,14 @@ mkdir -p "$out"
 start=$(date +%s)
 stamp() { echo "[$(($(date +%s) - start)) s] $*" | tee -a "$out/train_all.log" >&2; }
 stamp "discs"
-"$bin/spine-localizer" train --stage discs --steps 6000 --seed 11 --width 16 --targets hard --cache "$cache" --out "$out/phantom"
+"$bin/spine-localizer" train --stage discs --steps 7000 --seed 11 --width 16 --targets hard --cache "$cache" --out "$out/phantom"
 stamp "localize"
-"$bin/spine-localizer" train --stage localize --steps 2000 --seed 12 --cache "$cache" --out "$out/phantom"
+"$bin/spine-localizer" train --stage localize --steps 2400 --seed 12 --cache "$cache" --out "$out/phantom"
 stamp "levels"
 "$bin/spine-localizer" train --stage levels --steps 2200 --seed 13 --cache "$cache" --out "$out/phantom"
 # The output disc network (1 mm maps) starts from the disc network above; it builds the 1 mm label cache first.
 stamp "discs_fine"
-"$bin/spine-localizer" train --stage discs_fine --steps 1200 --seed 26 --cache "$cache" --out "$out/phantom" \
+"$bin/spine-localizer" train --stage discs_fine --steps 1500 --seed 26 --cache "$cache" --out "$out/phantom" \
     --init-from "$out/phantom"
 mkdir -p "$out/final"
 cp "$out"/phantom/{discs,localize,levels,discs_fine}.{safetensors,json} "$out/final/"
