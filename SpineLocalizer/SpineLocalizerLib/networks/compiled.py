@@ -59,5 +59,5 @@ class TrainingForward:
 
     @property
     def mode(self) -> str:
-        """ "compiled" or "eager", for the log and the weights' card."""
+        """ "compiled", or "eager" when not asked to compile or after the compiler failed."""
         return "eager" if self.compiled is None else "compiled"
