@@ -193,7 +193,8 @@ def test_box_patches_hold_the_spine_across_with_a_margin_and_leave_padding_unsco
         assert 0 < crop[2].stop - crop[2].start < TF.BOX_SI_2MM[1]
     shapes = set()
     for _ in range(6):
-        image, onehot = TF.fine_sample(case, fine, rng, cut=False)
+        image, codes = TF.fine_sample(case, fine, rng, cut=False)
+        onehot = TF.fine_fractions(torch.from_numpy(codes)[None])[0].numpy()
         shapes.add(image.shape)
         assert all(n % TF.PATCH_MULTIPLE == 0 for n in image.shape[1:])
         assert onehot.shape[1:] == tuple(2 * n for n in image.shape[1:])

@@ -152,6 +152,35 @@ def test_sample_stream_reads_each_case_once_and_leaves_it_unchanged(tmp_path, mo
             assert np.array_equal(case.labels, fresh.labels) and np.array_equal(case.tissue, fresh.tissue)
 
 
+def test_validation_synthesises_its_fixed_samples_once(tmp_path, monkeypatch):
+    """Validation runs every 150 steps on fixed samples: they are made at the first call and reused, with the
+    scores a fresh process (nothing kept) gives."""
+    paths = [D.make_phantom_case(seed, tmp_path) for seed in (7, 8)]
+    monkeypatch.setattr(T, "_VAL_SAMPLES", {})
+    real_synthesis = D.synthesize_image
+    calls = []
+    for stage in ("discs", "localize", "levels"):
+        torch.manual_seed(0)
+        net = T.make_net(T.STAGES[stage])
+        first = T.validate(stage, net, paths)
+        calls.clear()
+        monkeypatch.setattr(D, "synthesize_image", lambda *a: calls.append(a) or real_synthesis(*a))
+        assert T.validate(stage, net, paths) == first
+        assert calls == []
+        monkeypatch.setattr(D, "synthesize_image", real_synthesis)
+        T._VAL_SAMPLES.clear()
+        assert T.validate(stage, net, paths) == first
+
+
+def test_spine_voxels_are_found_once_per_case(tmp_path):
+    case = D.load_case(D.make_phantom_case(7, tmp_path))
+    first = D.spine_voxels(case)
+    assert np.array_equal(first, np.argwhere(D.spine_mask(case.labels)))
+    assert D.spine_voxels(case) is first
+    sacrum = D.label_voxels(case, T.SACRUM_CODE)
+    assert len(sacrum) and np.all(case.labels[tuple(sacrum.T)] == T.SACRUM_CODE)
+
+
 def test_checkpoint_round_trip_restores_model_and_optimizer(tmp_path):
     net = VNet(1, 2, base_channels=4, levels=2)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)

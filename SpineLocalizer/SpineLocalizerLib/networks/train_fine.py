@@ -65,11 +65,11 @@ def box_patch_crop(case: D.Case, rng: np.random.Generator) -> tuple[slice, ...]:
     time. Why: the V-Net's instance normalisation reads the whole input, so its output depends on what the box
     holds besides the spine; trained on 128 mm cubes around discs only, the network's surfaces moved by about a
     voxel when the box was grown by 12 mm (40 tuning phantoms, session 13)."""
-    spine = np.argwhere(D.spine_mask(case.labels))
+    spine = D.spine_voxels(case).astype(int)
     lo = spine.min(axis=0) - rng.integers(*BOX_MARGIN_2MM, size=3)
     hi = spine.max(axis=0) + 1 + rng.integers(*BOX_MARGIN_2MM, size=3)
     length = int(rng.integers(*BOX_SI_2MM))
-    sacrum = np.argwhere(case.labels == SACRUM_CODE)
+    sacrum = D.label_voxels(case, SACRUM_CODE)
     if rng.random() < SACRUM_FRACTION and len(sacrum):
         centre = int(np.median(sacrum[:, 2])) + int(rng.integers(-8, 9))
     else:
@@ -89,10 +89,16 @@ def _with_context(crop: tuple[slice, ...], shape) -> tuple[tuple[slice, ...], tu
     return big, inner
 
 
+NOT_SCORED = 255  # target code of the 1 mm voxels outside the field of view or in the padding
+
+
 def fine_sample(case: D.Case, fine: tuple[np.ndarray, np.ndarray], rng: np.random.Generator, cut: bool = True):
-    """(image 1 x box at 2 mm, 1 mm class fractions 3 x 2 box) of one patch, a disc-network patch (64^3) or a
-    pipeline-like box (`BOX_SHARE`): one-hot, or all zero (not scored) outside the field of view where the patch
-    is cut and in the padding to a multiple of 8 voxels (the pipeline pads the same way)."""
+    """(image 1 x box at 2 mm, 1 mm target codes 2 x box) of one patch, a disc-network patch (64^3) or a
+    pipeline-like box (`BOX_SHARE`): the class of each 1 mm voxel, or `NOT_SCORED` outside the field of view where
+    the patch is cut and in the padding to a multiple of 8 voxels (the pipeline pads the same way).
+    `fine_fractions` makes the loss's one-hot fractions of them. Why codes: the fractions at 1 mm are 12x larger
+    (float32 x 3 classes, ~27 MB per box), and making, padding and passing them from the sample worker cost more
+    than synthesising the image."""
     if rng.random() < BOX_SHARE:
         big, inner = _with_context(box_patch_crop(case, rng), case.labels.shape)
     else:
@@ -105,18 +111,25 @@ def fine_sample(case: D.Case, fine: tuple[np.ndarray, np.ndarray], rng: np.rando
     target = D.fine_classes_in(*fine, box)
     if rng.random() < 0.5:  # left-right flip: canonical axis 0 is L-R, at both resolutions
         image, target = image[::-1], target[::-1]
-    onehot = np.stack([(target == c) for c in range(len(DISC_CLASSES))]).astype(np.float32)
     if cut:
         spine_lr = np.nonzero((target > 0).any(axis=(1, 2)))[0] / 2.0
         fov = D.random_fov_mask(image.shape, rng, center_lr=float(spine_lr.mean()) if len(spine_lr) else None)
         if fov is not None:
             image = image * fov
-            onehot *= np.repeat(np.repeat(np.repeat(fov, 2, axis=0), 2, axis=1), 2, axis=2)
+            fov1 = np.repeat(np.repeat(np.repeat(fov, 2, axis=0), 2, axis=1), 2, axis=2)
+            target = np.where(fov1, target, np.uint8(NOT_SCORED))
     # Padding (to the network's multiple, or a patch at the edge of the phantom's grid) is not scored.
     size = tuple(max(int(np.ceil(n / PATCH_MULTIPLE) * PATCH_MULTIPLE), PATCH_MULTIPLE) for n in image.shape)
     image = _pad_to(image, size)
-    onehot = _pad_to(onehot, tuple(2 * s for s in size))
-    return np.ascontiguousarray(image[None], dtype=np.float32), np.ascontiguousarray(onehot)
+    target = _pad_to(target, tuple(2 * s for s in size), NOT_SCORED)
+    return np.ascontiguousarray(image[None], dtype=np.float32), np.ascontiguousarray(target, dtype=np.uint8)
+
+
+def fine_fractions(codes: torch.Tensor, n_classes: int = len(DISC_CLASSES)) -> torch.Tensor:
+    """One-hot class fractions (N, classes, ...) float32 of target codes (N, ...): all zero (not scored by
+    `focal_dice_loss`) where the code is `NOT_SCORED`."""
+    classes = torch.arange(n_classes, dtype=codes.dtype).view(1, n_classes, *([1] * (codes.ndim - 1)))
+    return (codes[:, None] == classes).float()
 
 
 class _FineSamples(torch.utils.data.IterableDataset):
@@ -163,7 +176,7 @@ def validate_fine(
             for _ in range(2):
                 img, target = fine_sample(case, fine, rng, cut=False)
                 x = torch.from_numpy(img[None])
-                truth = target.argmax(axis=0)
+                truth = np.where(target == NOT_SCORED, 0, target)  # the padding counts as background
                 outputs = [("val", _fine_out(net, x, bf16))]
                 if base is None:
                     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
@@ -233,8 +246,8 @@ def train_fine(
         lr = peak_lr * 0.5 * (1 + math.cos(math.pi * step / steps))
         for g in opt.param_groups:
             g["lr"] = lr * g["scale"]
-        img, target = (torch.as_tensor(x)[None] for x in next(it))
-        loss = focal_dice_loss(_fine_out(net, img, bf16), target, dice_sets=DISC_DICE_SETS)
+        img, codes = (torch.as_tensor(x)[None] for x in next(it))
+        loss = focal_dice_loss(_fine_out(net, img, bf16), fine_fractions(codes), dice_sets=DISC_DICE_SETS)
         opt.zero_grad()
         loss.backward()
         opt.step()
