@@ -129,6 +129,30 @@ def test_phantom_classes_at_1mm_agree_with_its_2mm_labels(tmp_path):
     assert abs(int((classes == 2).sum()) - 8 * int(disc2.sum())) < 0.05 * 8 * disc2.sum()
 
 
+def test_1mm_classes_filled_from_the_2mm_labels_match_the_model_evaluated_everywhere(tmp_path):
+    """Only 1 mm voxels whose eight 2 mm neighbours disagree are evaluated; check the filled ones against the
+    phantom model evaluated at every 1 mm voxel of a slab through a disc and its two bodies."""
+    from SpineLocalizerLib.phantom.anatomy import build_anatomy
+    from SpineLocalizerLib.phantom.model import evaluate_world
+    from SpineLocalizerLib.phantom.params import sample_params
+
+    D.make_phantom_case(3, tmp_path)
+    D.make_fine_classes(3, tmp_path)
+    classes, lo = D.load_fine_classes(tmp_path / "phantom_fine_000003.npz")
+    disc_k = np.argwhere(classes == 2)[:, 2]
+    k0 = int(np.median(disc_k)) - 12  # 24 mm around a disc near the middle of the lumbar spine
+    slab = np.stack(np.meshgrid(*(np.arange(n) for n in classes.shape[:2]), np.arange(k0, k0 + 24), indexing="ij"), -1)
+    _, origin = D.canonical_axes()
+    origin1 = origin + lo * D.CANONICAL_SPACING_MM - D.CANONICAL_SPACING_MM / 4
+    labels, _ = evaluate_world(build_anatomy(sample_params(3)), origin1 + slab.reshape(-1, 3) * 1.0)
+    truth = D.fine_classes(labels).reshape(slab.shape[:3])
+    got = classes[:, :, k0 : k0 + 24]
+    assert (truth == 2).sum() > 1000 and (truth == 1).sum() > 1000  # the slab holds disc and body
+    assert (got != truth).mean() < 1e-4
+    for c in (1, 2):
+        assert abs(int((got == c).sum()) - int((truth == c).sum())) <= 0.001 * (truth == c).sum()
+
+
 def test_the_output_network_redraws_the_maps_and_leaves_the_naming_alone(tmp_path, phantoms):
     from SpineLocalizerLib.labels import DISC_CODE_OFFSET
     from SpineLocalizerLib.networks.evaluation import dice

@@ -1,6 +1,7 @@
 """Networks: V-Net shapes, training samples and targets, checkpoints, weight loading, label matching."""
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -153,7 +154,7 @@ def test_sample_stream_reads_each_case_once_and_leaves_it_unchanged(tmp_path, mo
 
 
 def test_validation_synthesises_its_fixed_samples_once(tmp_path, monkeypatch):
-    """Validation runs every 150 steps on fixed samples: they are made at the first call and reused, with the
+    """Validation runs every few hundred steps on fixed samples: they are made at the first call and reused, with the
     scores a fresh process (nothing kept) gives."""
     paths = [D.make_phantom_case(seed, tmp_path) for seed in (7, 8)]
     monkeypatch.setattr(T, "_VAL_SAMPLES", {})
@@ -578,3 +579,43 @@ def test_bf16_training_step_follows_the_fp32_gradient():
     assert T.training_precision("fp32") == "fp32" and T.training_precision("auto") in ("bf16", "fp32")
     with pytest.raises(ValueError, match="precision"):
         T.training_precision("fp16")
+
+
+def test_a_sample_stream_is_repeated_by_its_seed_and_a_resumed_run_draws_new_samples(tmp_path):
+    paths = [D.make_phantom_case(seed, tmp_path) for seed in (7, 8)]
+
+    def first(stage, seed, start_step, n=3):
+        stream = iter(T._Samples(stage, paths, seed, [], 0.5, start_step=start_step))
+        return [next(stream) for _ in range(n)]
+
+    for stage in ("discs", "levels"):
+        a, b = first(stage, 5, 0), first(stage, 5, 0)
+        for x, y in zip(a, b):
+            assert all(np.array_equal(p, q) for p, q in zip(x, y))
+        resumed = first(stage, 5, 300)
+        assert not np.array_equal(a[0][0], resumed[0][0])
+        assert not np.array_equal(a[0][0], first(stage, 6, 0)[0][0])
+
+
+def _blas_threads(_=None):
+    from threadpoolctl import threadpool_info
+
+    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+
+class _BlasThreadsSeen(torch.utils.data.IterableDataset):
+    def __iter__(self):
+        yield _blas_threads()
+
+
+def test_pool_workers_and_the_sample_worker_run_one_blas_thread_each():
+    from SpineLocalizerLib.parallel import process_pool
+
+    with process_pool(2) as pool:
+        per_worker = list(pool.map(_blas_threads, range(2)))
+    assert all(threads and set(threads) == {1} for threads in per_worker)  # numpy's and scipy's OpenBLAS
+    loader = torch.utils.data.DataLoader(
+        _BlasThreadsSeen(), batch_size=None, num_workers=1, worker_init_fn=T._single_threaded_worker
+    )
+    assert set(next(iter(loader))) == {1}
+    assert max(_blas_threads()) > 1 or os.cpu_count() == 1  # only the workers are limited, not this process

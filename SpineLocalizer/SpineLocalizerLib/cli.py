@@ -211,7 +211,7 @@ def _train_fine(args) -> Path:
         steps=args.steps,
         seed=args.seed,
         lr=args.lr,
-        threads=args.threads,
+        threads=args.threads or 2,
         precision=args.precision,
         log=lambda msg: print(msg, file=sys.stderr, flush=True),
     )
@@ -298,7 +298,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--user-share", type=float, default=0.5, help="fraction of training samples drawn from --user-data (0-1]"
     )
-    t.add_argument("--threads", type=int, default=2)
+    t.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads beside the sample worker (default: the stage's, 1 for levels, whose worker is the bound; 2)",
+    )
     t.add_argument(
         "--precision",
         choices=("auto", "bf16", "fp32"),

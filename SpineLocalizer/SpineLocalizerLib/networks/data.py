@@ -15,7 +15,6 @@ classifier (disc positions are derived from them, `body_references.level_targets
 from __future__ import annotations
 
 import json
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,8 +24,9 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from ..labels import CODE_TO_VERTEBRA, DISC_CODE_OFFSET, is_disc_code, is_vertebra_code
+from ..parallel import process_pool
 from ..phantom.anatomy import build_anatomy
-from ..phantom.model import evaluate_grid
+from ..phantom.model import evaluate_grid, evaluate_world
 from ..phantom.params import sample_params
 from ..phantom.tissues import N_TISSUES, signal_table
 
@@ -101,7 +101,7 @@ def build_cache(seeds: list[int], folder: Path, processes: int = 2) -> list[Path
     folder.mkdir(parents=True, exist_ok=True)
     todo = [s for s in seeds if not (folder / f"phantom_{s:06d}.npz").exists()]
     if todo:
-        with ProcessPoolExecutor(processes) as pool:
+        with process_pool(processes) as pool:
             list(pool.map(make_phantom_case, todo, [folder] * len(todo)))
     return [folder / f"phantom_{s:06d}.npz" for s in seeds]
 
@@ -109,26 +109,47 @@ def build_cache(seeds: list[int], folder: Path, processes: int = 2) -> list[Path
 FINE_MARGIN_2MM = 3  # 2 mm voxels kept around the spine's box in the 1 mm class map
 
 
+def fine_classes(labels: np.ndarray) -> np.ndarray:
+    """Classes of the 1 mm targets: 0 background, 1 vertebral body, 2 disc."""
+    return np.where(disc_mask(labels), 2, np.where(spine_mask(labels), 1, 0)).astype(np.uint8)
+
+
 def make_fine_classes(seed: int, folder: Path) -> Path:
     """Classes (0 background, 1 vertebral body, 2 disc) of phantom `seed` on the 1 mm grid of the canonical one
     (networks/fine.py: 2 mm voxel i covers 1 mm voxels 2i, 2i + 1), inside the spine's 2 mm box + a margin only:
-    everything outside is background. ~3 s per phantom (the 2 mm case must be in `folder`)."""
+    everything outside is background. The 2 mm case must be in `folder`.
+
+    The 2 mm labels already hold the phantom at the 2 mm voxel centres, so only the 1 mm voxels whose eight
+    surrounding 2 mm centres disagree on the class are evaluated from the model; the others take the class the
+    eight agree on. This is `phantom.model.evaluate_grid`'s coarse-to-fine rule with the 2 mm centres as its
+    lattice (2 mm apart instead of its 3 mm blocks): ~4 % of the voxels are evaluated, 0.2-0.8 s per phantom
+    instead of ~3 s, and it differs from evaluating all of them in ~1e-5 of the voxels (a test checks)."""
     with np.load(folder / f"phantom_{seed:06d}.npz") as z:
         labels2 = z["labels"]
     idx = np.argwhere(spine_mask(labels2))
     lo = np.maximum(idx.min(axis=0) - FINE_MARGIN_2MM, 0)
     hi = np.minimum(idx.max(axis=0) + 1 + FINE_MARGIN_2MM, labels2.shape)
-    size, origin = canonical_axes()
+    # Classes of the 2 mm centres lo - 1 .. hi (the grid's edge repeated beyond it): index a is centre lo - 1 + a.
+    coarse = np.pad(fine_classes(labels2), 1, mode="edge")[tuple(slice(a, b + 2) for a, b in zip(lo, hi))]
+    size1 = 2 * (hi - lo)
+    # 1 mm voxel m sits 0.25 of a 2 mm voxel before (m even) or after (m odd) the centre m // 2: its lower
+    # neighbouring centre is (m - 1) // 2, which is (m - 1) // 2 + 1 in `coarse`.
+    below = [(np.arange(n) - 1) // 2 + 1 for n in size1]
+    lowest = np.full(tuple(size1), 255, dtype=np.uint8)
+    highest = np.zeros(tuple(size1), dtype=np.uint8)
+    for di in (0, 1):
+        for dj in (0, 1):
+            for dk in (0, 1):
+                corner = coarse[np.ix_(below[0] + di, below[1] + dj, below[2] + dk)]
+                np.minimum(lowest, corner, out=lowest)
+                np.maximum(highest, corner, out=highest)
+    classes = lowest
+    todo = np.nonzero(lowest != highest)
+    _, origin = canonical_axes()
     origin1 = origin + lo * CANONICAL_SPACING_MM - CANONICAL_SPACING_MM / 4
-    labels1, _ = evaluate_grid(
-        build_anatomy(sample_params(seed)),
-        origin1,
-        (CANONICAL_SPACING_MM / 2,) * 3,
-        np.eye(3),
-        2 * (hi - lo),
-        block=(3, 3, 3),
-    )
-    classes = np.where(disc_mask(labels1), 2, np.where(spine_mask(labels1), 1, 0)).astype(np.uint8)
+    points = origin1 + np.stack(todo, axis=-1) * (CANONICAL_SPACING_MM / 2)
+    labels1, _ = evaluate_world(build_anatomy(sample_params(seed)), points)
+    classes[todo] = fine_classes(labels1)
     path = folder / f"phantom_fine_{seed:06d}.npz"
     np.savez_compressed(path, classes=classes, lo=lo, seed=seed)
     return path
@@ -138,7 +159,7 @@ def build_fine_cache(seeds: list[int], folder: Path, processes: int = 2) -> list
     build_cache(seeds, folder, processes)
     todo = [s for s in seeds if not (folder / f"phantom_fine_{s:06d}.npz").exists()]
     if todo:
-        with ProcessPoolExecutor(processes) as pool:
+        with process_pool(processes) as pool:
             list(pool.map(make_fine_classes, todo, [folder] * len(todo)))
     return [folder / f"phantom_fine_{s:06d}.npz" for s in seeds]
 

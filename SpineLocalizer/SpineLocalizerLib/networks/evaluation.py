@@ -126,9 +126,9 @@ def evaluate_phantoms(
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if processes > 1:
-            from concurrent.futures import ProcessPoolExecutor
+            from ..parallel import process_pool
 
-            with ProcessPoolExecutor(processes) as pool:
+            with process_pool(processes) as pool:
                 return list(pool.map(evaluate_phantom, range(n), [work] * n, *args))
         return [evaluate_phantom(i, work, *a) for i, a in enumerate(zip(*args))]
 

@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from scipy import ndimage
 
 from ..labels import VERTEBRA_CODES
+from ..parallel import single_threaded_blas
 from . import data as D
 from . import levels as LV
 from .compiled import TrainingForward, wants_compile
@@ -62,6 +63,7 @@ class StageConfig:
     steps: int = 1500
     lr: float = 2e-3
     spacing_mm: float = 4.0
+    threads: int = 2  # torch threads; the sample worker process runs beside them
     extra: dict = field(default_factory=dict)
 
 
@@ -69,7 +71,10 @@ STAGES = {
     "localize": StageConfig("localize", 2 + len(D.LEVELS), steps=1500, spacing_mm=4.0),
     # 16 channels: on 40 tuning phantoms disc Dice 0.911 vs 0.898 with 8, spine 0.941 vs 0.925 (README, Networks).
     "discs": StageConfig("discs", 3, base_channels=16, steps=1800, spacing_mm=2.0),
-    "levels": StageConfig("levels", len(LV.CLASSES), steps=1500, lr=1e-3, spacing_mm=2.0),
+    # One torch thread: the classifier is small and its sample worker (16 patches a step) is the bound; with two
+    # threads they fight over the two cores. Compiled step with its worker, median of 50: 0.38 s vs 0.44 s with
+    # two threads (session 18, 2-core EPYC, two runs each).
+    "levels": StageConfig("levels", len(LV.CLASSES), steps=1500, lr=1e-3, spacing_mm=2.0, threads=1),
 }
 LEVEL_BATCH = 16
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -349,6 +354,19 @@ def _load_checkpoint(path: Path, net, opt) -> tuple[int, list]:
 # --------------------------------------------------------------------------------------------- training
 
 
+def sample_stream_key(seed: int, stream: int, start_step: int) -> list[int]:
+    """Seed of a sample stream: the training seed, which stream (0 the V-Net and classifier stages' worker, 1 the
+    output network's), and the step the run starts at. Until session 18 it also held the wall clock, so no two
+    runs of a recipe saw the same samples; now a run is repeated by its seed, and a resumed run still does not
+    replay the samples its first part saw."""
+    return [seed, stream, start_step]
+
+
+# Steps between validations, which are also the checkpoints a stopped run resumes from. 150 until session 18:
+# 300 halves the validation time (~2 min of a full training run on the 2-core EPYC) and a resume loses at most
+# ~2 min of the disc network's steps.
+VALIDATE_EVERY = 300
+
 CACHED_CASES = 200  # decompressed phantom cases kept by the sample worker (~10 MB each: 160 cases ~1.5 GB)
 
 
@@ -362,13 +380,14 @@ class _Samples(torch.utils.data.IterableDataset):
         user_share: float,
         sacrum_share: float = SACRUM_FRACTION,
         targets: str = "hard",
+        start_step: int = 0,
     ):
         self.stage, self.paths, self.seed, self.user, self.user_share = stage, paths, seed, user, user_share
-        self.sacrum_share, self.targets = sacrum_share, targets
+        self.sacrum_share, self.targets, self.start_step = sacrum_share, targets, start_step
 
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
-        rng = np.random.default_rng([self.seed, 0 if info is None else info.id, int(time.time() * 1000) % 100000])
+        rng = np.random.default_rng(sample_stream_key(self.seed, 0 if info is None else info.id, self.start_step))
         # Decompressing a case took 0.024 s, as long as synthesising a classifier patch from it (0.05 s, 16 per
         # batch): training is bound by the sample worker, so each case is read once. Samples never write into
         # a case's arrays (they crop and synthesise new ones).
@@ -391,7 +410,7 @@ class _Samples(torch.utils.data.IterableDataset):
 
 # Validation samples are fixed (seeded per case), so each is synthesised once per process and reused at every
 # validation: re-synthesising them was most of a validation's time (levels 16 s, localize 10 s, discs 4.6 s per
-# call on the 2-core EPYC, every 150 steps).
+# call on the 2-core EPYC, every `VALIDATE_EVERY` steps).
 _VAL_SAMPLES: dict[tuple[str, str], list] = {}
 
 
@@ -478,6 +497,11 @@ def validate(stage: str, net: VNet, val_paths: list[Path]) -> dict[str, float]:
     return res
 
 
+def _single_threaded_worker(_worker_id: int) -> None:
+    # The sample worker's numpy would otherwise start a spinning BLAS pool beside torch's two threads.
+    single_threaded_blas()
+
+
 def train(
     stage: str,
     cache: Path,
@@ -488,7 +512,7 @@ def train(
     user_folder: Path | None = None,
     user_share: float = 0.5,
     lr: float | None = None,
-    threads: int = 2,
+    threads: int | None = None,
     log=print,
     init_from: Path | None = None,
     precision: str = "auto",
@@ -528,7 +552,7 @@ def train(
     steps = steps or cfg.steps
     peak_lr = lr or cfg.lr  # a lower peak keeps a fine-tune closer to the weights it starts from
     torch.manual_seed(seed)
-    torch.set_num_threads(threads)
+    torch.set_num_threads(threads or cfg.threads)
     # The user's data are checked before anything slow (the phantom cache) starts.
     if not 0.0 < user_share <= 1.0:
         raise ValueError(f"user_share must be in (0, 1], got {user_share!r}")
@@ -567,9 +591,10 @@ def train(
     forward = TrainingForward(net, compiled, log)
     log(f"training {stage} in {precision}" + (" (torch.compile)" if compiled else ""))
     loader = torch.utils.data.DataLoader(
-        _Samples(stage, paths, seed, user, user_share, sacrum_share, targets),
+        _Samples(stage, paths, seed, user, user_share, sacrum_share, targets, start_step=start),
         batch_size=LEVEL_BATCH if stage == "levels" else None,
         num_workers=1,
+        worker_init_fn=_single_threaded_worker,
         prefetch_factor=4,
         persistent_workers=True,
     )
@@ -608,7 +633,7 @@ def train(
                 file=sys.stderr,
                 flush=True,
             )
-        if (step + 1) % 150 == 0 or step + 1 == steps:
+        if (step + 1) % VALIDATE_EVERY == 0 or step + 1 == steps:
             entry = {"step": step + 1, "loss": running, "time_s": time.time() - t0, **validate(stage, net, val_paths)}
             history.append(entry)
             log(f"\n{json.dumps(entry)}")

@@ -41,9 +41,11 @@ from .train import (
     _load_checkpoint,
     _pad_to,
     _save_checkpoint,
+    _single_threaded_worker,
     dice_score,
     disc_patch_crop,
     focal_dice_loss,
+    sample_stream_key,
     training_precision,
 )
 from .vnet import VNet
@@ -133,11 +135,11 @@ def fine_fractions(codes: torch.Tensor, n_classes: int = len(DISC_CLASSES)) -> t
 
 
 class _FineSamples(torch.utils.data.IterableDataset):
-    def __init__(self, seeds: list[int], cache: Path, seed: int):
-        self.seeds, self.cache, self.seed = seeds, cache, seed
+    def __init__(self, seeds: list[int], cache: Path, seed: int, start_step: int = 0):
+        self.seeds, self.cache, self.seed, self.start_step = seeds, cache, seed, start_step
 
     def __iter__(self):
-        rng = np.random.default_rng([self.seed, 1, int(time.time() * 1000) % 100000])
+        rng = np.random.default_rng(sample_stream_key(self.seed, 1, self.start_step))
         loaded: dict[int, tuple] = {}  # every case is read once (~15 MB each with its 1 mm classes)
         while True:
             s = self.seeds[int(rng.integers(len(self.seeds)))]
@@ -234,9 +236,10 @@ def train_fine(
         log(f"resuming {FINE_STAGE} from step {start}")
     log(f"training {FINE_STAGE} from {discs_from / 'discs.safetensors'} ({'bf16' if bf16 else 'fp32'})")
     loader = torch.utils.data.DataLoader(
-        _FineSamples(list(TRAIN_SEEDS), cache, seed),
+        _FineSamples(list(TRAIN_SEEDS), cache, seed, start_step=start),
         batch_size=None,
         num_workers=1,
+        worker_init_fn=_single_threaded_worker,
         prefetch_factor=4,
         persistent_workers=True,
     )

@@ -76,9 +76,9 @@ def evaluate(n_cases: int, *, processes: int = 2) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if processes > 1:
-            from concurrent.futures import ProcessPoolExecutor
+            from ..parallel import process_pool
 
-            with ProcessPoolExecutor(processes) as pool:
+            with process_pool(processes) as pool:
                 results = list(pool.map(evaluate_case, range(n_cases), [work] * n_cases))
         else:
             results = [evaluate_case(i, work) for i in range(n_cases)]
