@@ -3,6 +3,7 @@ the sequence matching that decides the lumbar count."""
 
 import numpy as np
 import pytest
+import torch
 from SpineLocalizerLib.networks import data as D
 from SpineLocalizerLib.networks import levels as LV
 from SpineLocalizerLib.networks.infer import level_names
@@ -33,6 +34,24 @@ def test_level_net_gives_log_probabilities_of_each_class_per_candidate():
     assert np.allclose(np.exp(logp).sum(axis=1), 1.0, atol=1e-5)
     assert LV.class_log_probabilities(net, image, np.zeros((0, 3))).shape == (0, 4)
     assert sum(p.numel() for p in net.parameters()) < 1_000_000
+
+
+def test_mirror_averaged_classes_do_not_change_when_the_image_is_mirrored_left_right(monkeypatch):
+    torch.manual_seed(0)
+    net = LV.LevelNet().eval()
+    image = np.random.default_rng(3).random((60, 60, 80)).astype(np.float32)
+    centre = np.array([[27.0, 30.0, 40.0]])
+    mirrored = np.ascontiguousarray(image[::-1])
+    centre_m = np.array([[60.0 - 27.0, 30.0, 40.0]])  # the same patch, mirrored (cut_patch starts at centre - 24)
+    # (normalised on a subsample of the patch, so equal to ~1e-4)
+    assert np.allclose(LV.patches_at(mirrored, centre_m)[0, 0], LV.patches_at(image, centre)[0, 0, ::-1], atol=1e-3)
+    both = np.exp(LV.class_log_probabilities(net, image, centre))
+    assert np.allclose(both, np.exp(LV.class_log_probabilities(net, mirrored, centre_m)), atol=1e-4)
+    monkeypatch.setattr(LV, "MIRROR_AVERAGE", False)
+    one = np.exp(LV.class_log_probabilities(net, image, centre))
+    other = np.exp(LV.class_log_probabilities(net, mirrored, centre_m))
+    assert np.abs(one - other).max() > 1e-2  # the single views differ: the average is what makes it symmetric
+    assert np.allclose(both, 0.5 * (one + other), atol=1e-5)
 
 
 def test_training_samples_carry_the_class_of_the_disc_they_show(phantoms, tmp_path):

@@ -168,10 +168,23 @@ def adapt_head(state: dict, net: LevelNet) -> dict:
     return out
 
 
+# Test-time mirror averaging: the classifier learnt from patches mirrored left-right half of the time, so a patch
+# and its mirror image are two equally valid views; their mean probability is steadier at the thoracolumbar
+# junction, where one run's classifier can be unsure (Testing/bench/tune_labeling.py on 100 tuning phantoms: README,
+# Networks, session 19). Costs one more batch of patches (~0.04 s).
+MIRROR_AVERAGE = True
+
+
 def class_log_probabilities(net, image2: np.ndarray, centres_vox: np.ndarray) -> np.ndarray:
-    """log P(class) for each candidate (n x classes: thoracic, lumbar, lumbosacral[, not a disc])."""
+    """log P(class) for each candidate (n x classes: thoracic, lumbar, lumbosacral[, not a disc]); with
+    `MIRROR_AVERAGE` the mean of the probabilities of each patch and of its left-right mirror image."""
     if len(centres_vox) == 0:
         return np.zeros((0, len(CLASSES)))
+    patches = patches_at(image2, centres_vox)
+    if MIRROR_AVERAGE:
+        patches = np.concatenate([patches, np.ascontiguousarray(patches[:, :, ::-1])])  # axis 2: left-right
     with torch.inference_mode():
-        logits = net(torch.from_numpy(patches_at(image2, centres_vox)))
-        return torch.log_softmax(logits, dim=1).numpy().astype(float)
+        p = torch.softmax(net(torch.from_numpy(patches)).float(), dim=1).numpy().astype(float)
+    if MIRROR_AVERAGE:
+        p = 0.5 * (p[: len(centres_vox)] + p[len(centres_vox) :])
+    return np.log(np.clip(p, 1e-12, None))
