@@ -259,6 +259,11 @@ def test_card_documents_training(tmp_path):
     assert card["training_data"]["phantom_seeds"] == "1-160"
     assert "val_dice" in card["validation"]
     assert card["outputs"][:2] == ["background", "spine"] and len(card["outputs"]) == 2 + len(D.LEVELS)
+    # Every card says whether its seed replays its samples (the shipped ones predate seeded streams).
+    for stage in ("localize", "discs", "levels", "discs_fine"):
+        assert "sample_streams" in json.loads((MODEL_DIR / f"{stage}.json").read_text())
+    T.export("localize", T.make_net(T.STAGES["localize"]), tmp_path, [{"step": 1}], seed=3, steps=1, user=[])
+    assert json.loads((tmp_path / "localize.json").read_text())["sample_streams"] == T.SAMPLE_STREAMS
 
 
 def _slab_discs(size, ks, thickness_vox=5, half_width_vox=9):

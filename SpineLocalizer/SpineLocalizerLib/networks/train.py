@@ -362,6 +362,11 @@ def sample_stream_key(seed: int, stream: int, start_step: int) -> list[int]:
     return [seed, stream, start_step]
 
 
+# What a card says about its samples (weights trained before session 18 say the opposite: their streams also took
+# the wall clock, and a rerun with their seed draws other samples).
+SAMPLE_STREAMS = "seeded by (training seed, stream, start step): a rerun with this seed draws the same samples"
+
+
 # Steps between validations, which are also the checkpoints a stopped run resumes from. 150 until session 18:
 # 300 halves the validation time (~2 min of a full training run on the 2-core EPYC) and a resume loses at most
 # ~2 min of the disc network's steps.
@@ -717,6 +722,7 @@ def export(
             **({} if not level_competition else {"heatmap_level_competition": level_competition}),
         },
         "training_seed": seed,
+        "sample_streams": SAMPLE_STREAMS,
         "steps": steps,
         "peak_learning_rate": peak_lr or STAGES[stage].lr,
         "training_precision": precision,
