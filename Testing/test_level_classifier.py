@@ -36,9 +36,9 @@ def test_level_net_gives_log_probabilities_of_each_class_per_candidate():
     assert sum(p.numel() for p in net.parameters()) < 1_000_000
 
 
-def test_mirror_averaged_classes_do_not_change_when_the_image_is_mirrored_left_right(monkeypatch):
+def test_unsure_candidates_are_averaged_with_their_mirror_image_and_sure_ones_are_not(monkeypatch):
     torch.manual_seed(0)
-    net = LV.LevelNet().eval()
+    net = LV.LevelNet().eval()  # untrained: near-uniform probabilities, unsure of every patch
     image = np.random.default_rng(3).random((60, 60, 80)).astype(np.float32)
     centre = np.array([[27.0, 30.0, 40.0]])
     mirrored = np.ascontiguousarray(image[::-1])
@@ -46,12 +46,22 @@ def test_mirror_averaged_classes_do_not_change_when_the_image_is_mirrored_left_r
     # (normalised on a subsample of the patch, so equal to ~1e-4)
     assert np.allclose(LV.patches_at(mirrored, centre_m)[0, 0], LV.patches_at(image, centre)[0, 0, ::-1], atol=1e-3)
     both = np.exp(LV.class_log_probabilities(net, image, centre))
+    assert both.max() < LV.MIRROR_BELOW
     assert np.allclose(both, np.exp(LV.class_log_probabilities(net, mirrored, centre_m)), atol=1e-4)
-    monkeypatch.setattr(LV, "MIRROR_AVERAGE", False)
+    monkeypatch.setattr(LV, "MIRROR_BELOW", 0.0)  # every patch counts as sure: single views only
     one = np.exp(LV.class_log_probabilities(net, image, centre))
     other = np.exp(LV.class_log_probabilities(net, mirrored, centre_m))
     assert np.abs(one - other).max() > 1e-2  # the single views differ: the average is what makes it symmetric
     assert np.allclose(both, 0.5 * (one + other), atol=1e-5)
+    # Two candidates, the threshold between their top probabilities: only the less sure one is averaged.
+    centres = np.array([[27.0, 30.0, 40.0], [30.0, 34.0, 30.0]])
+    single = np.exp(LV.class_log_probabilities(net, image, centres))
+    tops = single.max(axis=1)
+    assert abs(tops[0] - tops[1]) > 1e-3
+    monkeypatch.setattr(LV, "MIRROR_BELOW", float(tops.mean()))
+    mixed = np.exp(LV.class_log_probabilities(net, image, centres))
+    sure = int(np.argmax(tops))
+    assert np.allclose(mixed[sure], single[sure]) and not np.allclose(mixed[1 - sure], single[1 - sure], atol=1e-3)
 
 
 def test_training_samples_carry_the_class_of_the_disc_they_show(phantoms, tmp_path):
