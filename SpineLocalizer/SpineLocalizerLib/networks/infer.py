@@ -545,8 +545,9 @@ COUNT_LOG_PRIOR = {4: 0.0, 5: 0.5, 6: 0.0}
 # footprint model alone); the classifier alone is right on 98.9 % of 1167 discs there (99.2 % at T11-T12..L2-L3).
 # Session 19, 100 tuning phantoms (60000-60099) with four trainings of the recipe (sessions 16, 17, 18 and the
 # shipped weights): lowest disc named right in 98 + 95 + 97 + 100 = 390 cases with these settings, 393 with the
-# classifier's mirror averaging (levels.MIRROR_AVERAGE); the best other setting found (count prior 0.8, response
-# weight 0.5) 394: within one case, so these settings stay. Every miss is a multi-slice stack.
+# classifier's mirror averaging of the patches it is unsure of (levels.MIRROR_BELOW; of every patch: the same);
+# the best other setting found (count prior 0.8, response weight 0.5) 394: within one case, so these settings
+# stay. Every miss is a multi-slice stack.
 CLASSIFIER_WEIGHT = 1.0
 SHAPE_PRIOR_WITH_CLASSIFIER = False
 CLASS_LOG_FLOOR = -5.0  # one confidently wrong patch costs at most this much
