@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: venv demo test slow bench evaluate lint clean
+.PHONY: venv demo test slow bench evaluate train lint clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found %s)" % sys.version.split()[0])'
@@ -48,6 +48,11 @@ evaluate: $(STAMP)
 	$(PY) Testing/bench/evaluate_pipeline.py real
 	$(PY) Testing/bench/evaluate_measurements.py 30 0.8
 	$(PY) Testing/bench/evaluate_measurements.py 30 0.5
+
+# The shipped recipe (SpineLocalizerLib/resources/training_recipe.json), about two hours on two cores; weights in
+# models/final (docs/training.md).
+train: $(STAMP)
+	$(PY) scripts/train_all.py models --cache .cache/phantoms
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

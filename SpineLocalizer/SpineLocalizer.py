@@ -121,7 +121,7 @@ class SpineLocalizerLogic(ScriptedLoadableModuleLogic):
         return SpineLocalizerParameterNode(super().getParameterNode())
 
     def planLogic(self):
-        from SpineLocalizerLib.scene_plan import PlanSceneLogic
+        from SpineLocalizerLib.scene.plan import PlanSceneLogic
 
         if self._plan_logic is None or self._plan_logic.scene is not slicer.mrmlScene:
             self._plan_logic = PlanSceneLogic(slicer.mrmlScene)
@@ -148,17 +148,13 @@ class SpineLocalizerLogic(ScriptedLoadableModuleLogic):
         if p.inputVolume is None:
             raise ValueError("Select the sagittal localizer volume first.")
         self.ensureTorch()
-        from SpineLocalizerLib.networks.infer import discs_on, run_pipeline
-        from SpineLocalizerLib.planning.plan import build_plan
-        from SpineLocalizerLib.scene_volumes import add_disc_segmentation, volume_from_node
+        from SpineLocalizerLib.networks.infer import discs_on
+        from SpineLocalizerLib.pipeline import plan_from_localizer
+        from SpineLocalizerLib.scene.volumes import add_disc_segmentation, volume_from_node
         from SpineLocalizerLib.volume_io import Volume
 
         images = [volume_from_node(p.inputVolume)] + ([volume_from_node(p.coronalVolume)] if p.coronalVolume else [])
-        result = run_pipeline(images, lumbar_count=p.lumbarCount or None)
-        discs = result.grid.as_volume(result.discs_canonical)
-        plan, _ = build_plan(
-            discs, lumbar_count=result.lumbar_count, confidences=result.confidences, probability=result.disc_probability
-        )
+        plan, result = plan_from_localizer(images, lumbar_count=p.lumbarCount or None)
         report = self.planLogic().load_plan(plan, overwrite_manual=p.overwriteManual)
         # The segmentation shown is the one `spine-localizer plan` writes: on the localizer's grid, drawn from the
         # output maps (sharper than the 2 mm grid the plan is computed on; same disc codes).
@@ -166,9 +162,12 @@ class SpineLocalizerLogic(ScriptedLoadableModuleLogic):
         add_disc_segmentation(slicer.mrmlScene, shown, names={d["value"]: d["label"] for d in plan["discs"]})
         self.lastPlan = plan
         kept = [name for name, what in report.items() if what == "kept manual"]
+        doubts = "".join(f"\nCHECK PLAN: {d['reason']}" for d in plan["doubts"])
         return (
-            f"{len(plan['discs'])} discs, quality factor {plan['quality_factor']:.2f} ({plan['quality']['message']})"
+            f"{len(plan['discs'])} discs, {plan['lumbar_count']} lumbar vertebrae ({plan['naming']['count_basis']}), "
+            f"quality factor {plan['quality_factor']:.2f}"
             + (f"; kept manual: {', '.join(kept)}" if kept else "")
+            + doubts
         )
 
     def resetPlane(self, planeNode):
@@ -177,14 +176,14 @@ class SpineLocalizerLogic(ScriptedLoadableModuleLogic):
         self.planLogic().reset_to_ai(planeNode.GetName())
 
     def showSlices(self, planeNode):
-        from SpineLocalizerLib.scene_volumes import point_slice_at_plane
+        from SpineLocalizerLib.scene.volumes import point_slice_at_plane
 
         if planeNode is None:
             raise ValueError("Select a plane.")
         point_slice_at_plane(slicer.app.layoutManager().sliceWidget("Red").mrmlSliceNode(), planeNode)
 
     def generateAxialImages(self, highResVolume):
-        from SpineLocalizerLib.scene_volumes import add_volume, reslice_current_planes, volume_from_node
+        from SpineLocalizerLib.scene.volumes import add_volume, reslice_current_planes, volume_from_node
 
         if highResVolume is None:
             raise ValueError("Select the high-resolution volume to reslice.")
@@ -200,7 +199,7 @@ class SpineLocalizerLogic(ScriptedLoadableModuleLogic):
     def checkTraineePlane(self, p, referencePath: str):
         import json
 
-        from SpineLocalizerLib.scene_teaching import TeachingSceneLogic
+        from SpineLocalizerLib.scene.teaching import TeachingSceneLogic
 
         trainee = slicer.mrmlScene.GetFirstNodeByName(f"{p.traineeName} plane")
         if trainee is None:
@@ -225,7 +224,7 @@ class SpineLocalizerLogic(ScriptedLoadableModuleLogic):
         )
 
     def exportAttempts(self, path: str) -> str:
-        from SpineLocalizerLib.scene_teaching import TeachingSceneLogic
+        from SpineLocalizerLib.scene.teaching import TeachingSceneLogic
 
         if not path:
             raise ValueError("Choose a CSV file name.")
@@ -252,7 +251,7 @@ class SpineLocalizerTest(ScriptedLoadableModuleTest):
 
     def test_phantom_and_plan_from_labels(self):
         from SpineLocalizerLib.planning.plan import build_plan
-        from SpineLocalizerLib.scene_volumes import volume_from_node
+        from SpineLocalizerLib.scene.volumes import volume_from_node
 
         logic = SpineLocalizerLogic()
         logic.loadPhantom(3)

@@ -93,12 +93,12 @@ class SpineMeasureLogic(ScriptedLoadableModuleLogic):
         return SpineMeasureParameterNode(super().getParameterNode())
 
     def _table(self, rows, name):
-        from SpineMeasureLib.scene_results import add_results
+        from SpineMeasureLib.scene.results import add_results
 
         return add_results(slicer.mrmlScene, rows, name)
 
     def measureAutomatically(self, labelVolume) -> str:
-        from SpineLocalizerLib.scene_volumes import volume_from_node
+        from SpineLocalizerLib.scene.volumes import volume_from_node
         from SpineMeasureLib.auto_mode import measure_plan
         from SpineMeasureLib.validation import plan_for_labels
 
@@ -112,13 +112,13 @@ class SpineMeasureLogic(ScriptedLoadableModuleLogic):
         return f"{ok} measurements, {len(rows) - ok} not measurable (see the table's reason column)"
 
     def createWorksheet(self, level: str, reader: str) -> None:
-        from SpineMeasureLib.scene_worksheet import create_worksheet
+        from SpineMeasureLib.scene.worksheet import create_worksheet
 
         create_worksheet(slicer.mrmlScene, level, reader)
 
     def readWorksheet(self, reader: str) -> str:
         from SpineMeasureLib.landmark_mode import measure_landmarks
-        from SpineMeasureLib.scene_worksheet import read_worksheet
+        from SpineMeasureLib.scene.worksheet import read_worksheet
 
         rows = measure_landmarks(read_worksheet(slicer.mrmlScene, reader))
         self.rows += rows

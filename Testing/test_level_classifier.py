@@ -6,8 +6,8 @@ import pytest
 import torch
 from SpineLocalizerLib.networks import data as D
 from SpineLocalizerLib.networks import levels as LV
-from SpineLocalizerLib.networks.infer import level_names
-from SpineLocalizerLib.networks.infer import match_sequence as _match
+from SpineLocalizerLib.networks.labeling import level_names
+from SpineLocalizerLib.networks.labeling import match_sequence as _match
 
 
 def test_classes_follow_the_upper_and_lower_vertebra():
@@ -157,7 +157,7 @@ def _disc_stack(n_discs: int):
 
 
 def test_label_discs_leaves_a_sacral_candidate_unlabelled():
-    from SpineLocalizerLib.networks.infer import label_discs
+    from SpineLocalizerLib.networks.labeling import label_discs
 
     args, ks = _disc_stack(10)
     classes = [3, 2, 1, 1, 1, 1, 0, 0, 0, 0]
@@ -166,14 +166,14 @@ def test_label_discs_leaves_a_sacral_candidate_unlabelled():
         assert len(centres_vox) == len(classes)
         return _confident4(classes)
 
-    out, _, count, _ = label_discs(*args, classify=classify)
+    out, _, count, _, _ = label_discs(*args, classify=classify)
     assert count == 5
     assert out[20, 20, ks[0]] == 0  # the sacral candidate
     assert out[20, 20, ks[1]] == 124 and out[20, 20, ks[5]] == 120  # L5-S1 and L1-L2 (codes 100 + upper)
 
 
 def test_the_longest_chain_keeps_the_spine_and_drops_blobs_beside_it():
-    from SpineLocalizerLib.networks.infer import _longest_chain
+    from SpineLocalizerLib.networks.labeling import _longest_chain
 
     spine = [[0.0, 0.0, 36.0 * r] for r in range(6)]
     blobs = [[0.0, -70.0, 50.0], [0.0, -75.0, 90.0], [0.0, 5.0, 40.0]]  # bowel in front; a fragment 4 mm up
@@ -190,21 +190,21 @@ def test_the_longest_chain_keeps_the_spine_and_drops_blobs_beside_it():
 
 
 def test_a_chain_found_outside_the_spine_box_needs_the_classifier_to_call_it_discs():
-    from SpineLocalizerLib.networks.infer import label_discs
+    from SpineLocalizerLib.networks.labeling import label_discs
 
     args, _ = _disc_stack(6)
     discs = _confident4([2, 1, 1, 1, 1, 0])
     noise = _confident4([3, 3, 3, 3, 1, 3])
-    out, conf, _, _ = label_discs(*args, classify=lambda c: discs, outside_spine=True)
+    out, conf, _, _, _ = label_discs(*args, classify=lambda c: discs, outside_spine=True)
     assert len(conf) == 6 and out.any()
-    out, conf, _, message = label_discs(*args, classify=lambda c: noise, outside_spine=True)
+    out, conf, _, message, _ = label_discs(*args, classify=lambda c: noise, outside_spine=True)
     assert conf == {} and not out.any() and "no chain" in message
     # Inside a located spine the same candidates are still labelled (the gate is for the wide search only).
     assert len(label_discs(*args, classify=lambda c: noise)[1]) > 0
 
 
 def test_two_pieces_of_one_disc_are_one_candidate():
-    from SpineLocalizerLib.networks.infer import _fragment_groups, label_discs
+    from SpineLocalizerLib.networks.labeling import _fragment_groups, label_discs
 
     centres = np.array([[0.0, 0.0, 0.0], [14.0, 12.0, 8.0], [0.0, 0.0, 36.0], [0.0, 60.0, 40.0]])
     assert sorted(map(sorted, _fragment_groups(centres))) == [[0, 1], [2], [3]]  # far behind: not a piece of it
@@ -220,6 +220,6 @@ def test_two_pieces_of_one_disc_are_one_candidate():
         seen.append(len(c))
         return _confident4([2, 1, 1, 1, 1, 0, 0])
 
-    out, conf, count, _ = label_discs(*args, classify=classify)
+    out, conf, count, _, _ = label_discs(*args, classify=classify)
     assert seen == [7] and len(conf) == 7 and count == 5
     assert out[12, 20, k - 3] == out[26, 20, k] == 121  # both pieces carry L2-L3

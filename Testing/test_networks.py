@@ -10,8 +10,9 @@ import torch
 from SpineLocalizerLib.networks import ModelError
 from SpineLocalizerLib.networks import data as D
 from SpineLocalizerLib.networks import train as T
-from SpineLocalizerLib.networks.infer import level_names, load_model
-from SpineLocalizerLib.networks.infer import match_sequence as _match
+from SpineLocalizerLib.networks.infer import load_model
+from SpineLocalizerLib.networks.labeling import level_names
+from SpineLocalizerLib.networks.labeling import match_sequence as _match
 from SpineLocalizerLib.networks.vnet import VNet
 
 
@@ -245,7 +246,7 @@ def test_sequence_matching_finds_the_count_and_a_cut_field_of_view():
     # With L5-S1 outside the field of view, six lumbar vertebrae fit equally well (lowest visible disc L4-L5,
     # two levels above L6-S1): forcing the count moves the shift, not the names.
     forced = _match(responses, centres, 6)
-    from SpineLocalizerLib.networks.infer import COUNT_LOG_PRIOR
+    from SpineLocalizerLib.networks.labeling import COUNT_LOG_PRIOR
 
     assert forced[1:3] == (6, 2)
     assert forced[0] == pytest.approx(score - COUNT_LOG_PRIOR[5] + COUNT_LOG_PRIOR[6])  # only the count prior differs
@@ -281,7 +282,8 @@ def _slab_discs(size, ks, thickness_vox=5, half_width_vox=9):
 
 def test_a_disc_like_blob_outside_the_image_is_not_labelled():
     from SpineLocalizerLib.networks.canonical import CanonicalGrid
-    from SpineLocalizerLib.networks.infer import _inside_images, label_discs
+    from SpineLocalizerLib.networks.infer import _inside_images
+    from SpineLocalizerLib.networks.labeling import label_discs
     from SpineLocalizerLib.volume_io import Volume
 
     grid = CanonicalGrid(origin=np.zeros(3), size=(32, 32, 112))
@@ -292,11 +294,11 @@ def test_a_disc_like_blob_outside_the_image_is_not_labelled():
     heat4 = np.zeros((len(D.LEVELS), 16, 16, 56), dtype=np.float32)
     usable = _inside_images([image], grid, box)
     assert usable[16, 16, 80] and not usable[:, :, 100].any() and not usable[0].any()
-    out, _, _, _ = label_discs(prob, heat4, np.zeros(3, int), box, grid, 5, usable=usable)
+    out, _, _, _, _ = label_discs(prob, heat4, np.zeros(3, int), box, grid, 5, usable=usable)
     assert out[16, 16, 104] == 0
     assert all(out[16, 16, k] > 0 for k in (10, 28, 46, 64, 82))
     # Without the footprint the blob would have been named as a disc.
-    unfiltered, _, _, _ = label_discs(prob, heat4, np.zeros(3, int), box, grid, 5)
+    unfiltered, _, _, _, _ = label_discs(prob, heat4, np.zeros(3, int), box, grid, 5)
     assert unfiltered[16, 16, 104] > 0
 
 
@@ -368,7 +370,7 @@ def test_canonical_grid_follows_a_slightly_tilted_localizer_and_round_trips_its_
     assert not np.array_equal(from_canonical(canon, lps, vol), labels)  # nearest neighbour between rotated grids
 
 
-def test_a_thin_but_wide_lumbar_disc_is_not_taken_for_a_thoracic_one():
+def test_a_thin_but_wide_lumbar_disc_is_not_taken_for_a_thoracic_one(monkeypatch):
     # Bottom-up: L5-S1 .. L2-L3 thick, L1-L2 degenerated (as thin as a thoracic disc) but with a lumbar footprint,
     # then three small thin thoracic discs. The sacrum lies below the lowest disc.
     heights = np.array([10.0, 10.5, 10.0, 9.5, 5.2, 5.5, 5.0, 5.0])
@@ -377,11 +379,16 @@ def test_a_thin_but_wide_lumbar_disc_is_not_taken_for_a_thoracic_one():
     responses = np.zeros((len(heights), len(D.LEVELS)))
     with_footprint = _match(responses, centres, None, heights_mm=heights, sacrum_below=True, areas_mm2=areas)
     assert with_footprint[1:3] == (5, 0)
-    # Thickness alone calls the degenerated disc T12-L1 and loses a lumbar vertebra.
+    # Thickness alone calls the degenerated disc T12-L1 and loses a lumbar vertebra when every count is as likely;
+    # the prevalence prior on the count keeps five.
+    assert _match(responses, centres, None, heights_mm=heights, sacrum_below=True)[1:3] == (5, 0)
+    from SpineLocalizerLib.networks import labeling
+
+    monkeypatch.setattr(labeling, "COUNT_LOG_PRIOR", {4: 0.0, 5: 0.0, 6: 0.0})
     assert _match(responses, centres, None, heights_mm=heights, sacrum_below=True)[1:3] == (4, 0)
 
 
-def test_a_visible_sacrum_outweighs_one_lumbosacral_disc_the_classifier_calls_lumbar():
+def test_a_visible_sacrum_outweighs_one_lumbosacral_disc_the_classifier_calls_lumbar(monkeypatch):
     # Tuning phantom 60056 in miniature: five lumbar vertebrae, the classifier sure of every disc but the
     # lumbosacral one, which it calls lumbar (p = 0.94, lumbosacral 0.05). "L5-L6 with L6-S1 unseen below" then
     # names every disc as the classifier likes; only the sacrum in view below the lowest disc speaks against it.
@@ -396,8 +403,13 @@ def test_a_visible_sacrum_outweighs_one_lumbosacral_disc_the_classifier_calls_lu
     logp = np.log(p / p.sum(axis=1, keepdims=True))
     responses = np.zeros((9, len(D.LEVELS)))
     assert _match(responses, centres, None, sacrum_below=True, class_logp=logp)[1:3] == (5, 0)
-    # Without the sacrum in view, a sixth lumbar vertebra with its lowest disc below the field of view is the
-    # better reading of the same classifier output.
+    # Without the sacrum in view, one patch is too little evidence against the prevalence of six lumbar
+    # vertebrae; with every count as likely, a sixth lumbar vertebra with its lowest disc below the field of view
+    # would be the better reading of the same classifier output.
+    assert _match(responses, centres, None, sacrum_below=False, class_logp=logp)[1] == 5
+    from SpineLocalizerLib.networks import labeling
+
+    monkeypatch.setattr(labeling, "COUNT_LOG_PRIOR", {4: 0.0, 5: 0.0, 6: 0.0})
     assert _match(responses, centres, None, sacrum_below=False, class_logp=logp)[1:3] == (6, 1)
 
 

@@ -10,8 +10,8 @@ slicer = pytest.importorskip("slicer", reason="slicer-core is a pinned dependenc
 
 from SpineLocalizerLib.planning.plan import build_plan  # noqa: E402
 from SpineLocalizerLib.scene import load_mrb, lps_to_ras, plane_geometry_lps, save_mrb, set_plane_lps  # noqa: E402
-from SpineLocalizerLib.scene_plan import PlanSceneLogic  # noqa: E402
-from SpineLocalizerLib.scene_teaching import TeachingSceneLogic  # noqa: E402
+from SpineLocalizerLib.scene.plan import PlanSceneLogic  # noqa: E402
+from SpineLocalizerLib.scene.teaching import TeachingSceneLogic  # noqa: E402
 from SpineLocalizerLib.volume_io import read_volume  # noqa: E402
 
 
@@ -131,7 +131,7 @@ def test_scene_with_plan_round_trips_through_mrb(plan, tmp_path):
 
 
 def test_axial_images_follow_the_edited_plane(plan, phantoms):
-    from SpineLocalizerLib.scene_volumes import reslice_current_planes
+    from SpineLocalizerLib.scene.volumes import reslice_current_planes
 
     folder, truth = phantoms.get(32, lumbar_count=5)
     volume = read_volume(folder / truth["files"]["localizer"])

@@ -6,10 +6,10 @@ import pytest
 slicer = pytest.importorskip("slicer", reason="slicer-core is a pinned dependency; install requirements.txt")
 
 from SpineLocalizerLib.scene import set_plane_lps  # noqa: E402
-from SpineLocalizerLib.scene_volumes import add_volume, point_slice_at_plane, volume_from_node  # noqa: E402
+from SpineLocalizerLib.scene.volumes import add_volume, point_slice_at_plane, volume_from_node  # noqa: E402
 from SpineLocalizerLib.volume_io import Volume  # noqa: E402
 from SpineMeasureLib.landmark_mode import measure_landmarks  # noqa: E402
-from SpineMeasureLib.scene_worksheet import create_worksheet, place_point, read_worksheet, set_contour  # noqa: E402
+from SpineMeasureLib.scene.worksheet import create_worksheet, place_point, read_worksheet, set_contour  # noqa: E402
 
 
 def test_worksheet_points_and_contours_give_reader_measurements():
@@ -66,7 +66,7 @@ def test_show_slices_points_a_slice_view_at_a_plane():
 def test_results_become_a_table_and_inspectable_markups():
     from SpineMeasureLib.catalogue import Thresholds
     from SpineMeasureLib.results import make_row
-    from SpineMeasureLib.scene_results import add_results
+    from SpineMeasureLib.scene.results import add_results
 
     scene = slicer.vtkMRMLScene()
     rows = [

@@ -10,10 +10,9 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from .networks import MODEL_DIR, ModelError
 from .planning.axial_reslice import reslice_disc
+from .planning.doubts import attach_doubts
 from .planning.plan import build_plan
 from .planning.protocol import load_protocol
 from .planning.writer import write_plan_outputs
@@ -42,7 +41,7 @@ def cmd_plan(args) -> int:
         print("spine-localizer plan: --coronal pairs with a single sagittal image", file=sys.stderr)
         return 2
     protocol = load_protocol(args.protocol)
-    failures = 0
+    failures = doubtful = 0
     for k, image_path in enumerate(images, start=1):
         out = Path(args.out) if len(images) == 1 else Path(args.out) / _stem(image_path)
         try:
@@ -60,13 +59,23 @@ def cmd_plan(args) -> int:
             failures += 1
             print(f"spine-localizer plan: {image_path}: {err}", file=sys.stderr)
             continue
-        flag = "  CHECK PLAN: " + plan["quality"]["message"] if plan["quality"]["needs_review"] else ""
+        naming = plan["naming"]
         print(
-            f"[{k}/{len(images)}] {image_path.name}: {len(plan['discs'])} discs, quality {plan['quality_factor']:.2f}, "
-            f"{plan['timings_s']['total'] * 1000:.0f} ms -> {out}{flag}",
+            f"[{k}/{len(images)}] {image_path.name}: {len(plan['discs'])} discs "
+            f"({plan['discs'][0]['label']} .. {plan['discs'][-1]['label']}), {plan['lumbar_count']} lumbar vertebrae "
+            f"({naming['count_basis']}), quality {plan['quality_factor']:.2f}, "
+            f"{plan['timings_s']['total'] * 1000:.0f} ms -> {out}",
             file=sys.stderr,
         )
-    return 1 if failures else 0
+        for doubt in plan["doubts"]:
+            print(f"  CHECK PLAN: {doubt['reason']}", file=sys.stderr)
+        doubtful += bool(plan["doubts"])
+    if failures:
+        return 1
+    if args.strict and doubtful:
+        print(f"spine-localizer plan --strict: {doubtful} doubtful plan(s) (see CHECK PLAN above)", file=sys.stderr)
+        return 3
+    return 0
 
 
 def _plan_from_labels(image_path: Path, label_path: Path, protocol, lumbar_count):
@@ -79,52 +88,26 @@ def _plan_from_labels(image_path: Path, label_path: Path, protocol, lumbar_count
         lumbar_count=lumbar_count,
         input_info={"image": str(image_path), "labels": str(label_path)},
     )
-    return plan, image
+    return attach_doubts(plan), image
 
 
 def _plan_with_networks(image_path: Path, args, protocol):
-    from .networks.infer import discs_on, run_pipeline, spine_on
+    from .networks.infer import discs_on, spine_on
+    from .pipeline import plan_from_localizer
 
     image = read_volume(image_path)
     inputs = [image] + ([read_volume(args.coronal)] if args.coronal else [])
-    result = run_pipeline(
+    plan, result = plan_from_localizer(
         inputs,
+        protocol=protocol,
         lumbar_count=args.lumbar_count,
         model_dir=Path(args.models) if args.models else MODEL_DIR,
         grid_axes=args.grid_axes,
+        input_info={"image": str(image_path), "coronal": args.coronal},
     )
-    discs_canonical = result.grid.as_volume(result.discs_canonical)
-    n_discs = len(np.unique(result.discs_canonical)) - 1
-    if n_discs < 2:
-        threshold = protocol.get("quality_threshold", 0.5)
-        raise ValueError(
-            f"no confident plan: {result.message}; {n_discs} disc(s) labelled, quality factor 0.00 "
-            f"(threshold {threshold}). Check that the image is a spine localizer covering the lumbar spine"
-        )
-    plan, _ = build_plan(
-        discs_canonical,
-        protocol=protocol,
-        lumbar_count=result.lumbar_count,
-        confidences=result.confidences,
-        probability=result.disc_probability,
-        input_info={"image": str(image_path), "coronal": args.coronal, "labels": "discs.nii.gz (network)"},
-    )
-    plan["timings_s"].update({f"network_{k}": round(v, 4) for k, v in result.timings_s.items()})
-    plan["timings_s"]["total"] = round(result.timings_s["total_inference"] + plan["timings_s"]["total"], 4)
-    plan["lumbar_count_detected"] = result.lumbar_count
     extra = {
-        "discs.nii.gz": Volume(
-            discs_on(result, image),
-            image.spacing,
-            image.origin,
-            image.direction,
-        ),
-        "spine.nii.gz": Volume(
-            spine_on(result, image),
-            image.spacing,
-            image.origin,
-            image.direction,
-        ),
+        "discs.nii.gz": Volume(discs_on(result, image), image.spacing, image.origin, image.direction),
+        "spine.nii.gz": Volume(spine_on(result, image), image.spacing, image.origin, image.direction),
     }
     return plan, image, extra
 
@@ -156,7 +139,7 @@ def cmd_reslice(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .networks.train import train
+    from .networks.train import recipe_stage, train
 
     if args.stage == "discs_fine":
         weights = _train_fine(args)
@@ -166,12 +149,14 @@ def cmd_train(args) -> int:
             file=sys.stderr,
         )
         return 0
+    stage = "localize" if args.stage == "labels" else args.stage  # one network localizes and labels
+    seed = args.seed if args.seed is not None else recipe_stage(stage)["seed"]
     weights = train(
         args.stage,
         Path(args.cache),
         Path(args.out),
         steps=args.steps,
-        seed=args.seed,
+        seed=seed,
         user_folder=Path(args.user_data) if args.user_data else None,
         user_share=args.user_share,
         lr=args.lr,
@@ -191,6 +176,7 @@ def cmd_train(args) -> int:
 
 def _train_fine(args) -> Path:
     from .networks import MODEL_DIR
+    from .networks.train import recipe_stage
     from .networks.train_fine import train_fine
 
     unused = [
@@ -209,7 +195,7 @@ def _train_fine(args) -> Path:
         Path(args.out),
         discs_from=Path(args.init_from) if args.init_from else MODEL_DIR,
         steps=args.steps,
-        seed=args.seed,
+        seed=args.seed if args.seed is not None else recipe_stage("discs_fine")["seed"],
         lr=args.lr,
         threads=args.threads or 2,
         precision=args.precision,
@@ -222,7 +208,7 @@ def cmd_scene(args) -> int:
     import tempfile
 
     from .scene import save_mrb
-    from .scene_volumes import build_case_scene
+    from .scene.volumes import build_case_scene
 
     try:
         image = read_volume(args.image)
@@ -237,7 +223,7 @@ def cmd_scene(args) -> int:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         save_mrb(scene, args.out)
         if args.screenshot:
-            from .scene_render import render_3d
+            from .scene.render import render_3d
 
             render_3d(scene, args.screenshot)
     print(f"wrote {args.out}: open it in 3D Slicer (File > Open Data)", file=sys.stderr)
@@ -258,7 +244,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, help="output folder (one sub-folder per input when several)")
     p.add_argument("--protocol", help="protocol JSON (default: the bundled lumbar protocol)")
-    p.add_argument("--lumbar-count", type=int, choices=(4, 5, 6), help="number of lumbar vertebrae, if not 5")
+    p.add_argument(
+        "--lumbar-count",
+        type=int,
+        choices=(4, 5, 6),
+        help="number of lumbar vertebrae, when known (default: five unless the images show another count)",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit with status 3 when a plan is doubtful (count assumed unusual, discs missing, low quality)",
+    )
     p.add_argument(
         "--grid-axes",
         choices=("lps", "localizer"),
@@ -290,7 +286,11 @@ def build_parser() -> argparse.ArgumentParser:
         "'discs_fine' the output disc network (1 mm maps) from the disc weights in --init-from (default: shipped)",
     )
     t.add_argument("--steps", type=int, help="optimisation steps (default: the stage's setting)")
-    t.add_argument("--seed", type=int, default=0, help="training seed (evaluation phantoms use seeds >= 100000)")
+    t.add_argument(
+        "--seed",
+        type=int,
+        help="training seed (default: the shipped recipe's for the stage; evaluation phantoms use seeds >= 60000)",
+    )
     t.add_argument("--cache", default=".cache/phantoms", help="where phantom label maps are generated once and reused")
     t.add_argument("--out", default="models", help="output folder for weights, cards, logs and resumable checkpoints")
     t.add_argument("--user-data", help="folder of <case>_image.nii.gz + <case>_labels.nii.gz pairs to mix in")

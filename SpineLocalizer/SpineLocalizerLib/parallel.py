@@ -2,7 +2,7 @@
 
 numpy's OpenBLAS starts as many threads as there are cores in every process, and they spin while they wait for
 work. Two pool processes on this 2-core machine then run four BLAS threads: building the 2 mm phantom cache took
-1.4 s per phantom, 0.8 s with one BLAS thread per process (session 18, 8 phantoms, two runs each). Each process
+1.4 s per phantom, 0.8 s with one BLAS thread per process (8 phantoms, two runs each). Each process
 does the same arithmetic either way; only the waiting goes.
 """
 

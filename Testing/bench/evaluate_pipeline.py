@@ -1,8 +1,7 @@
 """Held-out evaluation of the network pipeline (prints the tables quoted in the README).
 
 .venv/bin/python Testing/bench/evaluate_pipeline.py phantoms [N] [MODELS]  # synthetic, seeds 100000+
-.venv/bin/python Testing/bench/evaluate_pipeline.py real             # ../shared/data/real/vertebrae_t2
-.venv/bin/python Testing/bench/evaluate_pipeline.py real B [MODELS]  # one fold (A or B), weights from MODELS
+.venv/bin/python Testing/bench/evaluate_pipeline.py real [MODELS]    # every source in ../shared/data/real
 Add --grid-axes=localizer to run the networks on the localizer's own axes (`spine-localizer plan --grid-axes`),
 --seeds-from=60000 to run the tuning phantoms instead of the held-out ones (choices are made on those),
 --one-pass to draw the output maps from the first disc-network pass only (no half-voxel-shifted second pass),
@@ -17,14 +16,7 @@ import time
 from pathlib import Path
 
 from SpineLocalizerLib.networks import MODEL_DIR
-from SpineLocalizerLib.networks.evaluation import (
-    REAL_CASES_DIR,
-    dump,
-    evaluate_phantoms,
-    evaluate_real_case,
-    real_fold,
-    summarise,
-)
+from SpineLocalizerLib.networks.evaluation import dump, evaluate_phantoms, summarise
 from SpineLocalizerLib.planning.evaluation import EVAL_SEED_BASE
 
 
@@ -66,6 +58,18 @@ def main() -> None:
             f"| plane normal error, median / p95 (deg) | {s['normal_error_median_deg']:.2f} / {s['normal_error_p95_deg']:.2f} | - |"
         )
         print(f"| lumbar count correct | {s['lumbar_count_correct']:.3f} | - |")
+        # The sweep holds far more four- and six-lumbar spines than a clinic sees (see variation()): report each
+        # count apart and the identification re-weighted to their prevalence (labeling.COUNT_PREVALENCE).
+        from SpineLocalizerLib.networks.labeling import COUNT_PREVALENCE
+
+        by_count = {n: [r for r in rows if r["lumbar_count"] == n] for n in (4, 5, 6)}
+        ids = {n: summarise(sub)["identification_rate"] for n, sub in by_count.items() if sub}
+        mix = sum(COUNT_PREVALENCE[n] * v for n, v in ids.items()) / sum(COUNT_PREVALENCE[n] for n in ids)
+        print(
+            "  identification by lumbar count: "
+            + ", ".join(f"{n}: {v:.3f} ({len(by_count[n])} cases)" for n, v in ids.items())
+            + f"; at the clinical mix ({', '.join(f'{n}: {COUNT_PREVALENCE[n]:.1%}' for n in ids)}): {mix:.3f}"
+        )
         for kind in ("localizer", "sagittal_stack"):
             sub = [r for r in rows if r["input"] == kind]
             if sub:
@@ -74,38 +78,48 @@ def main() -> None:
                     f"  {kind}: spine {k['spine_dice_mean']:.3f}, discs {k['disc_dice_mean']:.3f}, id {k['identification_rate']:.3f}, normal {k['normal_error_median_deg']:.2f} deg"
                 )
     else:
-        if not REAL_CASES_DIR.exists():
-            sys.exit(f"real data not found at {REAL_CASES_DIR}")
-        fold = argv[2] if len(argv) > 2 else None
-        models = Path(argv[3]) if len(argv) > 3 else MODEL_DIR
-        print(f"fold {fold or 'all'}, weights from {models}, grid axes {grid_axes}")
-        rows = []
-        for image in real_fold(fold):
-            labels = image.with_name(image.name.replace("_image", "_vertebrae"))
-            r = evaluate_real_case(image, labels, model_dir=models, grid_axes=grid_axes)
-            rows.append(r)
-            print(
-                f"{r['case']}: {r['correct']}/{r['reference_discs']} identified, predicted {r['predicted']}, normal errors {[round(e, 1) for e in r['normal_errors_deg']]}",
-                flush=True,
-            )
-        dump(rows, Path(f"out/eval_pipeline_real{'_' + fold if fold else ''}.json"))
-        # Cases the level classifier was fine-tuned on (its card lists them) are reported apart, never mixed in.
-        card = json.loads((models / "levels.json").read_text()) if (models / "levels.json").exists() else {}
-        seen = set(card.get("training_data", {}).get("user_cases", []))
-        if seen & {r["case"] for r in rows}:
-            trained = summarise([r for r in rows if r["case"] in seen])
-            print(
-                f"  ({trained['cases']} cases the classifier was fine-tuned on: identification "
-                f"{trained['identification_rate']:.3f}; not counted below)"
-            )
-            rows = [r for r in rows if r["case"] not in seen]
-        if not rows:
-            sys.exit("every case of this fold was used in training: evaluate the other fold")
-        s = summarise(rows)
+        real_report(Path(argv[2]) if len(argv) > 2 else MODEL_DIR)
+
+
+def real_report(models: Path) -> None:
+    """One row per real source; cases a network was fine-tuned on (its card lists them) are reported apart."""
+    from real_sources import REAL_DIR, run, summarise_t2
+
+    if not REAL_DIR.exists():
+        sys.exit(f"real data not found at {REAL_DIR}")
+    t = time.perf_counter()
+    print(f"weights from {models}")
+    results = run(Path("out/real"), models)
+    seen = set()
+    for card in models.glob("*.json"):
+        seen |= set(json.loads(card.read_text()).get("training_data", {}).get("user_cases", []))
+    print(f"real sources, {time.perf_counter() - t:.0f} s (4 mm x 1.5 mm sagittal localizer-like volumes)")
+    print("| source | cases | identification | detection | relative order | plane error median / p90 (deg) | flagged |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    t2 = results["vertebrae_t2"]["rows"]
+    unseen = [r for r in t2 if r["case"] not in seen]
+    s = summarise_t2(unseen)
+    print(
+        f"| vertebrae_t2 (T2{', not trained on' if seen else ''}) | {s['cases']} | {s['identification']:.3f} | "
+        f"{s['found_any_name']:.3f} | - | {s['normal_median_deg']:.2f} / {s['normal_p90_deg']:.2f} | {s['flagged']:.2f} |"
+    )
+    if len(unseen) < len(t2):
+        k = summarise_t2([r for r in t2 if r["case"] in seen])
         print(
-            f"real vertebrae_t2 ({s['cases']} held-out cases, fold {fold or 'all'}, resampled to 4 mm x 1.5 mm sagittal): identification {s['identification_rate']:.3f}, "
-            f"normal error median {s['normal_error_median_deg']:.2f} deg, p95 {s['normal_error_p95_deg']:.2f} deg; "
-            f"discs found whatever their name (< 6 mm per axis) {s['found_any_name_rate']:.3f}"
+            f"| vertebrae_t2 (fine-tuned on, not a result) | {k['cases']} | {k['identification']:.3f} | - | - | - | - |"
+        )
+    m = results["vertebrae_mixed"]["summary"]
+    print(
+        f"| vertebrae_mixed (T1/T2/TIRM) | {m['cases']} | - | {m['detection']:.3f} | {m['relative_order']:.3f} | "
+        f"{m['normal_median_deg']:.2f} / {m['normal_p90_deg']:.2f} | {m['flagged']:.2f} |"
+    )
+    sct = results["sct_t2_lumbar"]
+    print(f"| sct_t2_lumbar (unlabeled) | 1 | - | - | - | - | {sct['predicted']}: {sct['doubts'] or 'not flagged'} |")
+    for source in ("vertebrae_t2", "vertebrae_mixed"):
+        f = results[source]["flags"]
+        print(
+            f"  {source} per-disc flags: {f['flagged']}/{f['discs']} flagged; wrong name or plane > 3 deg: "
+            f"{f['bad_among_flagged']:.2f} of flagged, {f['bad_among_unflagged']:.2f} of unflagged"
         )
 
 

@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from SpineLocalizerLib.networks import infer
+from SpineLocalizerLib.networks import infer, labeling
 from SpineLocalizerLib.phantom.generate import generate_case
 from SpineLocalizerLib.phantom.params import sample_params
 from SpineLocalizerLib.planning.evaluation import variation
@@ -34,7 +34,7 @@ TUNING_SEED_BASE = 60_000
 
 def capture(n: int, work: Path, models: Path, grid_axes: str = "lps") -> list[dict]:
     seen: dict = {}
-    match, label = infer.match_sequence, infer.label_discs
+    match, label = labeling.match_sequence, infer.label_discs
 
     def spy_match(responses, centres_mm, lumbar_count, max_shift=3, **kw):
         seen.update(responses=responses, centres=centres_mm, heights=kw["heights_mm"], areas=kw["areas_mm2"])
@@ -46,7 +46,7 @@ def capture(n: int, work: Path, models: Path, grid_axes: str = "lps") -> list[di
         seen["grid"], seen["box_start"] = grid, np.array([s.start for s in box])
         return label(prob, heat4, offset4, box, grid, *args, **kw)
 
-    infer.match_sequence, infer.label_discs = spy_match, spy_label
+    labeling.match_sequence, infer.label_discs = spy_match, spy_label
     rows = []
     try:
         for i in range(n):
@@ -77,14 +77,14 @@ def capture(n: int, work: Path, models: Path, grid_axes: str = "lps") -> list[di
             rows.append({**kept, "n": truth["lumbar_count"], "true": true})
             print(f"case {i}: {truth['lumbar_count']} lumbar, components {true}", file=sys.stderr, flush=True)
     finally:
-        infer.match_sequence, infer.label_discs = match, label
+        labeling.match_sequence, infer.label_discs = match, label
     return rows
 
 
 def fit_logit(rows: list[dict]) -> np.ndarray:
     x, y = [], []
     for row in rows:
-        ref = infer.reference_footprint(row["areas"])
+        ref = labeling.reference_footprint(row["areas"])
         for h, a, t in zip(row["heights"], row["areas"], row["true"]):
             if t is not None and not t.endswith("-S1"):
                 x.append([1.0, h, a / ref])
@@ -104,7 +104,7 @@ def lowest_named_right(row: dict) -> bool | None:
     k = next((j for j, t in enumerate(row["true"]) if t is not None), None)
     if k is None:
         return None
-    _, n, s, names = infer.match_sequence(
+    _, n, s, names = labeling.match_sequence(
         row["responses"],
         row["centres"],
         None,
@@ -122,7 +122,7 @@ def main() -> None:
     models = Path(sys.argv[3]) if len(sys.argv) > 3 else infer.MODEL_DIR
     rows = capture(n, work, models, sys.argv[4] if len(sys.argv) > 4 else "lps")
     (work / "captured.json").write_text(json.dumps(rows, default=lambda a: np.asarray(a).tolist()))
-    infer.LUMBAR_LOGIT = tuple(float(v) for v in fit_logit(rows))
+    labeling.LUMBAR_LOGIT = tuple(float(v) for v in fit_logit(rows))
     classifier_accuracy(rows)
     heatmap_naming(rows)
     print(
@@ -137,9 +137,9 @@ def main() -> None:
     ):
         if cw == 0.0 and not shape:
             continue
-        infer.CLASSIFIER_WEIGHT, infer.SHAPE_PRIOR_WITH_CLASSIFIER = cw, shape
-        infer.RESPONSE_WEIGHT, infer.SACRUM_SHIFT_PENALTY = rw, sp
-        infer.COUNT_LOG_PRIOR = {4: 0.0, 5: prior, 6: 0.0}
+        labeling.CLASSIFIER_WEIGHT, labeling.SHAPE_PRIOR_WITH_CLASSIFIER = cw, shape
+        labeling.RESPONSE_WEIGHT, labeling.SACRUM_SHIFT_PENALTY = rw, sp
+        labeling.COUNT_LOG_PRIOR = {4: 0.0, 5: prior, 6: 0.0}
         use = rows if cw > 0 else [dict(r, class_logp=None) for r in rows]
         res = [r for r in map(lowest_named_right, use) if r is not None]
         print(f"| {cw} | {shape} | {rw} | {sp} | {prior} | {np.mean(res):.3f} ({sum(res)}/{len(res)}) |")

@@ -81,16 +81,43 @@ def reference_discs_from_bodies(labels: Volume) -> dict[str, dict]:
     bodies = labelled_bodies(labels)
     out = {}
     for upper, lower in _adjacent_pairs(list(bodies)):
-        (cu, pu), (cl, pl) = bodies[upper], bodies[lower]
-        down = pl.mean(axis=0) - pu.mean(axis=0)
-        down /= np.linalg.norm(down)
-        c_up, n_up = endplate(labels, cu, pu, down)
-        c_lo, n_lo = endplate(labels, cl, pl, -down)
-        normal = n_lo - n_up  # both turned to point cranially
-        normal /= np.linalg.norm(normal)
-        if normal[2] < 0:
-            normal = -normal
-        out[f"{upper}-{lower}"] = {"center": 0.5 * (c_up + c_lo), "normal": normal, "code": disc_code(upper)}
+        centre, normal = disc_between(labels, bodies[upper], bodies[lower])
+        out[f"{upper}-{lower}"] = {"center": centre, "normal": normal, "code": disc_code(upper)}
+    return out
+
+
+def disc_between(
+    labels: Volume, upper: tuple[int, np.ndarray], lower: tuple[int, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Centre (midpoint of the facing endplates) and cranial unit normal (mean of the endplate normals) of the
+    disc between two adjacent bodies, each given as (label code, world points)."""
+    (cu, pu), (cl, pl) = upper, lower
+    down = pl.mean(axis=0) - pu.mean(axis=0)
+    down /= np.linalg.norm(down)
+    c_up, n_up = endplate(labels, cu, pu, down)
+    c_lo, n_lo = endplate(labels, cl, pl, -down)
+    normal = n_lo - n_up  # both turned to point cranially
+    normal /= np.linalg.norm(normal)
+    if normal[2] < 0:
+        normal = -normal
+    return 0.5 * (c_up + c_lo), normal
+
+
+def numbered_body_discs(labels: Volume) -> list[dict]:
+    """Reference discs of a map whose bodies are numbered 1..n from the most cranial one down (levels unknown,
+    e.g. shared/data/real/vertebrae_mixed): one disc between each pair of consecutive numbers, cranial first,
+    each with its `rank` (0 = the most cranial gap)."""
+    found = {}
+    for code in np.unique(labels.array):
+        if code > 0:
+            pts = labels.index_to_world(np.argwhere(labels.array == code))
+            if len(pts) >= MIN_BODY_VOXELS:
+                found[int(code)] = pts
+    out = []
+    for rank, code in enumerate(sorted(found)):
+        if code + 1 in found:
+            centre, normal = disc_between(labels, (code, found[code]), (code + 1, found[code + 1]))
+            out.append({"rank": rank, "upper_body": code, "center": centre, "normal": normal})
     return out
 
 

@@ -58,7 +58,7 @@ def canonical_grid_for(volume: Volume, spacing: float = 2.0, align: bool = False
     between rotated grids cost the disc Dice several points even with perfect labels (4 tuning phantoms: hard
     2 mm labels 0.913-0.941 on L, P, S axes, 1.000 on the localizer's axes). Why not by default: the networks
     then see the spine tilted by the localizer's tilt on top of the patient's, and on the held-out phantoms
-    the lumbar count went wrong in three cases and right in one (README, Networks, session 9).
+    the lumbar count went wrong in three cases and right in one (docs/experiments.md).
     """
     axes = localizer_axes(volume.direction) if align else None
     direction = np.eye(3) if axes is None else axes

@@ -1,8 +1,8 @@
 """The training forward pass through `torch.compile`, falling back to plain (eager) execution.
 
 Why: the V-Nets interleave every convolution with an instance norm and a PReLU, memory-bound passes that
-Inductor fuses. On the project's 2-core EPYC (bf16 autocast, forward + backward + Adam, median of 12 steps,
-session 16) a step of the 16-channel disc network took 0.405 s eager and 0.315 s compiled, the localize V-Net
+Inductor fuses. On the project's 2-core EPYC (bf16 autocast, forward + backward + Adam, median of 12 steps)
+a step of the 16-channel disc network took 0.405 s eager and 0.315 s compiled, the localize V-Net
 0.44 and 0.33 s, the level classifier (batch 16) 0.37 and 0.24 s; compiling costs 20-55 s once per run.
 
 Inductor generates C++ for the CPU, so it needs a C++ compiler: "auto" compiles only where one is on the PATH.

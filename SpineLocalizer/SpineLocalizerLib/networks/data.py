@@ -29,19 +29,11 @@ from ..phantom.anatomy import build_anatomy
 from ..phantom.model import evaluate_grid, evaluate_world
 from ..phantom.params import sample_params
 from ..phantom.tissues import N_TISSUES, signal_table
+from .heatmap_levels import HEATMAP_PEAK, LEVELS, level_channel
 
 CANONICAL_SPACING_MM = 2.0
 CANONICAL_FOV_MM = (320.0, 300.0, 400.0)  # L-R, A-P, S-I
-HEATMAP_PEAK = 256.0
 HEATMAP_SIGMA_MM = 6.0
-LEVELS = ("T10-T11", "T11-T12", "T12-L1", "L1-L2", "L2-L3", "L3-L4", "L4-L5", "L5-L6", "LS")
-"""Heatmap channels. 'LS' is the lumbosacral disc whatever its name (L4-S1, L5-S1 or L6-S1): the anchor."""
-
-
-def level_channel(name: str) -> int | None:
-    if name.endswith("-S1"):
-        return LEVELS.index("LS")
-    return LEVELS.index(name) if name in LEVELS else None
 
 
 @dataclass
@@ -123,7 +115,7 @@ def make_fine_classes(seed: int, folder: Path) -> Path:
     surrounding 2 mm centres disagree on the class are evaluated from the model; the others take the class the
     eight agree on. This is `phantom.model.evaluate_grid`'s coarse-to-fine rule with the 2 mm centres as its
     lattice (2 mm apart instead of its 3 mm blocks): ~4 % of the voxels are evaluated, the 1 mm cache takes
-    0.3 s per phantom with two processes instead of 2 s (session 18), and it differs from evaluating every voxel
+    0.3 s per phantom with two processes instead of 2 s, and it differs from evaluating every voxel
     in ~1e-5 of them (a test checks a slab against the model voxel by voxel)."""
     with np.load(folder / f"phantom_{seed:06d}.npz") as z:
         labels2 = z["labels"]

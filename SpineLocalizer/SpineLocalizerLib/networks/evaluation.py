@@ -23,7 +23,6 @@ from ..planning.disc_geometry import measure_discs
 from ..planning.evaluation import EVAL_SEED_BASE, variation
 from ..volume_io import Volume, read_volume
 from . import MODEL_DIR
-from .body_references import reference_discs_from_bodies
 from .infer import discs_on, run_pipeline, spine_on
 
 LUMBAR_UPPER = ("T12", "L1", "L2", "L3", "L4", "L5", "L6")
@@ -49,7 +48,7 @@ def identification(pred: dict[str, dict], ref: dict[str, dict]) -> tuple[int, li
     return correct, errors
 
 
-def _pred_discs(result) -> dict[str, dict]:
+def pred_discs(result) -> dict[str, dict]:
     """Disc centres and normals of a pipeline result, measured as the planner measures them."""
     if not result.confidences:
         return {}
@@ -89,7 +88,7 @@ def evaluate_phantom(
     spine_pred = spine_on(result, image) > 0
     disc_pred = discs_on(result, image) > 0
     disc_true = (labels.array >= DISC_CODE_OFFSET + 15) & (labels.array <= DISC_CODE_OFFSET + 25)
-    pred = _pred_discs(result)
+    pred = pred_discs(result)
     ref = {
         d["label"]: {"center": np.asarray(d["centroid_lps"]), "normal": np.asarray(d["normal_lps"])}
         for d in truth["discs"]
@@ -180,51 +179,6 @@ def resample_to_localizer(
         0,
     )
     return from_sitk(out)
-
-
-# The repository's sibling `shared` folder (not shipped; see shared/data/real/README.md).
-REAL_CASES_DIR = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "real" / "vertebrae_t2"
-
-
-def real_fold(fold: str | None, folder: Path = REAL_CASES_DIR) -> list[Path]:
-    """Images of the real cases, all of them (`fold` None) or one of two fixed folds for cross-validation: "A" =
-    the 1st, 3rd, 5th ... case in name order, "B" = the others. Weights fine-tuned on one fold are evaluated
-    only on the other."""
-    images = sorted(folder.glob("*_image.nii.gz"))
-    if fold is None:
-        return images
-    if fold not in ("A", "B"):
-        raise ValueError(f"fold must be A or B, got {fold!r}")
-    return images[0::2] if fold == "A" else images[1::2]
-
-
-def evaluate_real_case(
-    image_path: Path, labels_path: Path, model_dir: Path = MODEL_DIR, grid_axes: str = "lps"
-) -> dict[str, Any]:
-    image = resample_to_localizer(read_volume(image_path))
-    labels = read_volume(labels_path)
-    ref = reference_discs_from_bodies(labels)
-    ref = {k: v for k, v in ref.items() if k in ("T12-L1", "L1-L2", "L2-L3", "L3-L4", "L4-L5")}
-    result = run_pipeline([image], model_dir=model_dir, grid_axes=grid_axes)
-    pred = _pred_discs(result)
-    # Found at all, whatever the name: a reference disc with some predicted disc < 6 mm away on each axis. Tells
-    # detection failures from naming failures.
-    found = sum(
-        any(np.all(np.abs(np.asarray(p["center"]) - r["center"]) < 6.0) for p in pred.values()) for r in ref.values()
-    )
-    # Predictions outside T12-L1..L4-L5 (e.g. L5-S1, which has no reference here) are not scored.
-    pred = {k: v for k, v in pred.items() if k in ref}
-    correct, errors = identification(pred, ref) if ref and pred else (0, [])
-    return {
-        "case": image_path.name.split("_image")[0],
-        "reference_discs": len(ref),
-        "predicted": sorted(pred),
-        "correct": correct,
-        "found_any_name": found,
-        "normal_errors_deg": [e for _, e in errors],
-        "message": result.message,
-        "lumbar_count_detected": result.lumbar_count,
-    }
 
 
 def summarise(rows: list[dict[str, Any]]) -> dict[str, float]:

@@ -4,11 +4,11 @@ each 2 mm voxel (per axis) is disc, body or background, fine-tuned as a whole (n
 Why: Dice is scored on the localizer's own grid, and the 2 mm canonical grid is rotated against it. Even perfect
 hard labels of the 2 mm grid lose disc Dice 0.913-0.941 on that round trip, hard labels of a 1 mm grid
 0.963-0.972 (`Testing/bench/grid_ceiling.py`, 4 tuning phantoms). The disc network already sits at the 2 mm cap
-(README, Networks, session 8).
+(docs/experiments.md).
 
 Why a second network rather than new weights for the first: the naming of the discs (candidates, lumbar count,
 levels) reads the 2 mm disc network, and every change to it so far moved the lumbar count of a few stacks both
-ways (sessions 8-11). The naming keeps the disc network it was tuned with; the output network only redraws the
+ways (docs/experiments.md). The naming keeps the disc network it was tuned with; the output network only redraws the
 surfaces that are written out (`discs.nii.gz`, `spine.nii.gz`), each voxel keeping the code of the named disc
 it belongs to.
 

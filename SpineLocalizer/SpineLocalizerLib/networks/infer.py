@@ -40,19 +40,17 @@ import torch
 from safetensors.torch import load_file
 from scipy import ndimage
 
-from ..labels import disc_code, vertebra_sequence
 from ..volume_io import Volume
 from . import MODEL_DIR, ModelError
 from . import data as D
 from . import levels as LV
 from .canonical import CanonicalGrid, canonical_grid_for, to_canonical
 from .fine import load_output_net
+from .labeling import label_discs
 from .output_maps import OutputMap, draw_output_maps, margin_on
 from .runtime import InferenceNet
 from .train import STAGES, make_net
 
-MIN_DISC_MM3 = 250.0
-MAX_DISC_MM3 = 40_000.0  # a disc is at most ~60 x 45 x 15 mm
 SPINE_MARGIN_MM = 12.0
 # The output network draws the label maps on the naming box widened to at least this on every side. The naming
 # box can be as thin as 68 mm from front to back on a multi-slice stack (the spine network finds the bodies but
@@ -113,6 +111,8 @@ class PipelineResult:
     # disc and of spine on the box's grids (networks/output_maps.py), drawn on first use by `maps()`.
     output_maps: list[OutputMap] | None = None
     map_drawer: Callable[[], list[OutputMap]] | None = field(default=None, repr=False, compare=False)
+    # How the discs were named and the lumbar count decided (labeling.naming_evidence), with per-disc evidence.
+    naming: dict = field(default_factory=dict)
 
     def maps(self) -> list[OutputMap] | None:
         """The output maps, drawn when first asked for (`discs_on`, `spine_on`).
@@ -309,13 +309,13 @@ def run_pipeline(
         timings["labels"] = timings.get("labels", 0.0) + time.perf_counter() - t
         return labelled, prob, spine_box, box, raw
 
-    (discs_box, conf, count, message), prob, spine_box, box, raw = discs_in(box, near_spine=True)
+    (discs_box, conf, count, message, naming), prob, spine_box, box, raw = discs_in(box, near_spine=True)
     if len(conf) < MIN_DISCS_NEAR_SPINE:
         # Few discs where the spine network put the spine: on real images it can take the bowel or the great
         # vessels for the spine. The disc network is more reliable there; look for discs in the whole image.
         wide = discs_in(_footprint_box(images, grid), near_spine=False)
         if len(wide[0][1]) > len(conf):
-            (discs_box, conf, count, message), prob, spine_box, box, raw = wide
+            (discs_box, conf, count, message, naming), prob, spine_box, box, raw = wide
             message = f"{message}; spine located from the discs (the spine network's box held too few)"
     discs = np.zeros(grid.size, dtype=np.uint8)
     discs[box] = discs_box
@@ -349,7 +349,19 @@ def run_pipeline(
     timings["total_inference"] = time.perf_counter() - t0 - timings["load_models"]
     _return_freed_memory()
     return PipelineResult(
-        discs, spine2, probability, grid, conf, count, timings, message, spine_p4, spine_box, box, None, drawer
+        discs_canonical=discs,
+        spine_canonical=spine2,
+        disc_probability=probability,
+        grid=grid,
+        confidences=conf,
+        lumbar_count=count,
+        timings_s=timings,
+        message=message,
+        spine_probability_4mm=spine_p4,
+        spine_probability_box=spine_box,
+        box=box,
+        map_drawer=drawer,
+        naming=naming if conf else {},
     )
 
 
@@ -375,7 +387,7 @@ def _return_freed_memory() -> None:
 
 # A labelled spine has at least one convincing disc (confidence = heatmap response x mean disc probability). The
 # most confident disc of each of 17 real T2 localizers and the sct_t2_lumbar image scored 0.21-0.35; pure noise,
-# which the session-6 localize network can take for spine, gave 0.027. The gate sits between, on a log scale.
+# which an earlier localize network took for spine, gave 0.027. The gate sits between, on a log scale.
 MIN_BEST_CONFIDENCE = 0.075
 MIN_DISCS_NEAR_SPINE = 4  # a localizer shows at least five lumbar discs; fewer in the spine box means look wider
 
@@ -486,357 +498,3 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
 
 def _softmax1(logits: np.ndarray) -> np.ndarray:
     return _softmax(logits)[1]
-
-
-def _template_mm(upper_disc: str) -> float:
-    from ..planning.quality import spacing_template
-
-    return spacing_template().get(upper_disc, 36.0)
-
-
-def level_names(lumbar_count: int) -> list[str]:
-    """Disc names from the lumbosacral disc upwards to T8-T9 (the highest disc of the phantom and of the spacing
-    template; a localizer rarely reaches higher). Levels above T10-T11 have no heatmap channel: the template and
-    the disc-shape priors name them."""
-    seq = vertebra_sequence(lumbar_count)
-    return [f"{a}-{b}" for a, b in zip(seq[:-1], seq[1:])][::-1]
-
-
-LOW_THRESHOLD = 0.25
-MIN_DISC_THICKNESS_MM = 1.5
-MIN_DISC_WIDTH_MM = 12.0
-
-
-def _disc_shaped(region: np.ndarray, spacing: float) -> bool:
-    """Thickness and width from the principal variances (a uniform slab of extent t has variance t^2 / 12)."""
-    pts = np.argwhere(region) * spacing
-    if len(pts) < 4:
-        return False
-    lam = np.linalg.eigvalsh(np.cov((pts - pts.mean(axis=0)).T))
-    thickness, width = np.sqrt(12.0 * np.clip(lam[[0, 2]], 0.0, None))
-    return thickness >= MIN_DISC_THICKNESS_MM and width >= MIN_DISC_WIDTH_MM
-
-
-THORACIC_DISC_MAX_MM = 7.0  # typical adult heights: thoracic and T12-L1 discs 5-7 mm, lumbar discs 8-13 mm
-LUMBAR_DISC_MIN_MM = 7.5
-
-
-# Logistic model of "this disc is lumbar" (L1-L2 or below, lumbosacral excluded) from the disc's thickness (mm)
-# and its footprint area relative to the three largest footprints (`reference_footprint`), fitted by Testing/bench/tune_labeling.py on tuning
-# phantoms (seeds 60000+, used neither for training nor for evaluation).
-LUMBAR_LOGIT = (-24.05, 0.096, 29.24)  # intercept, per mm of thickness, per unit of area ratio
-# Settings scored by the same script (fraction of 40 tuning cases whose lowest disc gets its true name, final
-# weights): 0.725 without a count prior, 0.775 with a log prior of 0.5 for five lumbar vertebrae (weaker than
-# the population's ~90 % prevalence, so the images still decide); the earlier thickness hinge alone: 0.625.
-RESPONSE_WEIGHT = 1.0
-# Log-points per level that a hypothesis loses when it leaves discs unseen below its lowest disc although the
-# spine continues there (the sacrum is in view): the disc network rarely misses the lumbosacral disc next to a
-# visible sacrum. Re-fitted in session 10 by Testing/bench/tune_labeling.py on 100 tuning phantoms
-# (60000-60099), whose earlier grid stopped at 2: lowest disc named right in 98/100 cases at 2 (cases 11 and 56,
-# a lumbosacral disc the classifier calls lumbar, read as L5-L6 with L6-S1 unseen), 100/100 at 3-6 with the
-# shipped networks; on the localizer's own axes 98/100 at 2, 99/100 at 3-6. 4 sits inside that plateau. On 100
-# fresh tuning phantoms (60100-60199) 97/100 at 2 and 4, 98 at 6; but at 6 real vb2_04, whose lumbosacral disc
-# the disc network misses, has its L4-L5 named L5-S1 (at 4 it keeps it).
-SACRUM_SHIFT_PENALTY = 4.0
-COUNT_LOG_PRIOR = {4: 0.0, 5: 0.5, 6: 0.0}
-# With the level classifier (networks/levels.py): weight of its log-likelihood, and whether the thickness/footprint
-# model is still added. Scored by Testing/bench/tune_labeling.py on 120 tuning phantoms (seeds 60000-60119): lowest
-# disc named right in 114/120 cases with these settings (115 without the count prior; 80 with the thickness /
-# footprint model alone); the classifier alone is right on 98.9 % of 1167 discs there (99.2 % at T11-T12..L2-L3).
-# Session 19, 100 tuning phantoms (60000-60099) with four trainings of the recipe (sessions 16, 17, 18 and the
-# shipped weights): lowest disc named right in 98 + 95 + 97 + 100 = 390 cases with these settings, 393 with the
-# classifier's mirror averaging of the patches it is unsure of (levels.MIRROR_BELOW; of every patch: the same);
-# the best other setting found (count prior 0.8, response weight 0.5) 394: within one case, so these settings
-# stay. Every miss is a multi-slice stack.
-CLASSIFIER_WEIGHT = 1.0
-SHAPE_PRIOR_WITH_CLASSIFIER = False
-CLASS_LOG_FLOOR = -5.0  # one confidently wrong patch costs at most this much
-
-
-def reference_footprint(areas_mm2) -> float:
-    """The median of the three largest disc footprints: mid/low lumbar discs in any localizer that shows them.
-
-    The same for every hypothesis on purpose: a reference taken from the discs a hypothesis calls L2-L3 .. L4-L5
-    moves with the hypothesis and lets a shifted naming inflate its own ratios.
-    """
-    return float(np.median(np.sort(np.asarray(areas_mm2, dtype=float))[-3:]))
-
-
-def _class_log_likelihood(heights_mm: np.ndarray, areas_mm2: np.ndarray, levels: list[int], names: list[str]) -> float:
-    """Sum over the discs of log P(thoracic or lumbar, as the hypothesis names them | thickness, footprint).
-
-    Thoracic discs are thinner and their footprints smaller than lumbar ones, with a jump at the thoracolumbar
-    junction; a degenerated lumbar disc can be as thin as a thoracic one but keeps its footprint, which is why
-    both features enter.
-    """
-    a_ref = reference_footprint(areas_mm2)
-    w0, w_h, w_a = LUMBAR_LOGIT
-    total = 0.0
-    # Components above the last name (T10-T11) are thoracic under every hypothesis; scoring them too keeps
-    # hypotheses that name fewer components (four lumbar vertebrae) from collecting fewer terms.
-    for r in range(len(heights_mm)):
-        name = names[levels[r]] if r < len(levels) else "T-"
-        if name.endswith("-S1"):
-            continue
-        z = w0 + w_h * heights_mm[r] + w_a * areas_mm2[r] / max(a_ref, 1e-6)
-        z = z if not name.startswith("T") else -z
-        total += max(-float(np.logaddexp(0.0, -z)), -5.0)  # log sigmoid, floored so one fragment cannot decide
-    return total
-
-
-def _classifier_log_likelihood(class_logp: np.ndarray, levels: list[int], names: list[str]) -> float:
-    """Sum over the components of log P(the class the hypothesis gives it | its patch): thoracic, lumbar or
-    lumbosacral (networks/levels.py). Components above the named levels are thoracic under every hypothesis."""
-    total = 0.0
-    for r in range(len(class_logp)):
-        cls = LV.class_of(names[levels[r]]) if r < len(levels) else 0
-        total += max(float(class_logp[r, cls]), CLASS_LOG_FLOOR)
-    return total
-
-
-def match_sequence(
-    responses: np.ndarray,
-    centres_mm: np.ndarray,
-    lumbar_count: int | None,
-    max_shift: int = 3,
-    heights_mm: np.ndarray | None = None,
-    sacrum_below: bool = False,
-    areas_mm2: np.ndarray | None = None,
-    class_logp: np.ndarray | None = None,
-):
-    """Best (lumbar count, shift) for the disc components ordered from the most caudal upwards.
-
-    `responses[r, ch]`: heatmap response (0-1) of channel ch on component r. Hypothesis (n, s): component r is
-    level r + s of `level_names(n)` (s > 0 when the lowest discs lie below the field of view). Score = summed
-    responses of the assigned channels minus the template term of LVP's sequence matching,
-    sum ((D(c_r, c_r+1) - T(r, r+1)) / 8 mm)^2 / 4 over neighbouring components, with the patient's scale
-    (median D / T) divided out. Anatomical priors: thoracic (and T12-L1) discs are thinner and have smaller
-    footprints than lumbar ones (`heights_mm` + `areas_mm2`: log-likelihood of the thoracic/lumbar naming under a
-    logistic model, `_class_log_likelihood`; heights alone: 1 point per 3 mm on the wrong side of 7-7.5 mm), and
-    when the spine continues below the lowest disc (`sacrum_below`) that disc is the lumbosacral one
-    (`SACRUM_SHIFT_PENALTY` points per level of shift). With `class_logp` (n x 3, the level classifier's
-    log-probabilities of thoracic / lumbar / lumbosacral per component) its log-likelihood of the naming is
-    added, weighted by `CLASSIFIER_WEIGHT`, and replaces the thickness/footprint model unless
-    `SHAPE_PRIOR_WITH_CLASSIFIER`. A four-class classifier (with "not a disc") also lets the lowest one or two
-    components be sacral, not discs (s = -1 or -2: component r is level r + s; they score their "not a disc"
-    log-probability). Returns (score, n, s, names).
-    """
-    best = _match_chain(responses, centres_mm, lumbar_count, max_shift, heights_mm, sacrum_below, areas_mm2, class_logp)
-    if class_logp is None or class_logp.shape[1] <= LV.NOT_A_DISC:
-        return best
-    for drop in range(1, MAX_SACRAL_CANDIDATES + 1):
-        if drop >= len(responses):
-            break
-        below = CLASSIFIER_WEIGHT * sum(max(float(v), CLASS_LOG_FLOOR) for v in class_logp[:drop, LV.NOT_A_DISC])
-        rest = _match_chain(
-            responses[drop:],
-            centres_mm[drop:],
-            lumbar_count,
-            0,  # sacral candidates in view mean the lumbosacral disc is in view
-            None if heights_mm is None else heights_mm[drop:],
-            sacrum_below,
-            None if areas_mm2 is None else areas_mm2[drop:],
-            class_logp[drop:],
-        )
-        if rest is not None and rest[0] + below > best[0]:
-            best = (rest[0] + below, rest[1], -drop, rest[3])
-    return best
-
-
-MAX_SACRAL_CANDIDATES = 2
-
-
-def _match_chain(responses, centres_mm, lumbar_count, max_shift, heights_mm, sacrum_below, areas_mm2, class_logp):
-    """`match_sequence` without sacral candidates: every component is a disc, the lowest at level s >= 0."""
-    best = None
-    for n in [lumbar_count] if lumbar_count else [4, 5, 6]:
-        names = level_names(n)
-        for s in range(max_shift + 1):
-            levels = [r + s for r in range(len(responses)) if r + s < len(names)]
-            if not levels:
-                continue
-            score = 0.0
-            for r, lv in enumerate(levels):
-                ch = D.level_channel(names[lv])
-                score += RESPONSE_WEIGHT * responses[r, ch] if ch is not None else 0.0
-            if len(levels) > 1:
-                d = np.linalg.norm(np.diff(centres_mm[: len(levels)], axis=0), axis=1)
-                t = np.array([_template_mm(names[lv + 1]) for lv in levels[:-1]])
-                scale = float(np.median(d / t))
-                score -= float(np.sum(((d - scale * t) / 8.0) ** 2)) / 4.0
-            if class_logp is not None:
-                score += CLASSIFIER_WEIGHT * _classifier_log_likelihood(class_logp, levels, names)
-            if heights_mm is not None and areas_mm2 is not None:
-                if class_logp is None or SHAPE_PRIOR_WITH_CLASSIFIER:
-                    score += _class_log_likelihood(heights_mm, areas_mm2, levels, names)
-            elif heights_mm is not None:
-                for r, lv in enumerate(levels):
-                    upper = names[lv].split("-")[0]
-                    if upper.startswith("T"):
-                        score -= max(0.0, heights_mm[r] - THORACIC_DISC_MAX_MM) / 3.0
-                    else:
-                        score -= max(0.0, LUMBAR_DISC_MIN_MM - heights_mm[r]) / 3.0
-            if sacrum_below:
-                score -= SACRUM_SHIFT_PENALTY * s
-            score += COUNT_LOG_PRIOR.get(n, 0.0)
-            if best is None or score > best[0]:
-                best = (score, n, s, names)
-    return best
-
-
-CHAIN_STEP_MM = (12.0, 85.0)  # neighbouring discs (one may be missed) are 12-85 mm apart cranio-caudally
-CHAIN_SLOPE = 1.0  # ... and at most this much apart horizontally per mm of height (lordosis at L5-S1, scoliosis)
-
-
-def _longest_chain(centres_mm: np.ndarray) -> np.ndarray:
-    """Indices (into `centres_mm`, sorted by height) of the longest chain of candidates each of which could be the
-    next disc above the previous one; other candidates (bowel, vessels, fragments) are dropped."""
-    n = len(centres_mm)
-    length, prev, slope = np.ones(n, dtype=int), np.full(n, -1), np.full(n, np.inf)
-    for j in range(n):
-        for i in range(j):
-            dz = centres_mm[j, 2] - centres_mm[i, 2]
-            dh = np.linalg.norm(centres_mm[j, :2] - centres_mm[i, :2])
-            if not (CHAIN_STEP_MM[0] <= dz <= CHAIN_STEP_MM[1] and dh <= CHAIN_SLOPE * dz):
-                continue
-            # Equally long chains: the straighter step wins (a blob beside the spine can start a chain as long as
-            # the one through the disc next to it).
-            straighter = prev[j] >= 0 and dh / dz < slope[j]
-            if length[i] + 1 > length[j] or (length[i] + 1 == length[j] and straighter):
-                length[j], prev[j], slope[j] = length[i] + 1, i, dh / dz
-    chain, j = [], int(np.argmax(length)) if n else -1
-    while j >= 0:
-        chain.append(j)
-        j = int(prev[j])
-    return np.array(chain[::-1], dtype=int)
-
-
-FRAGMENT_MM = (12.0, 30.0)  # closer than this cranio-caudally (and horizontally) is one disc, not two
-
-
-def _fragment_groups(centres_mm: np.ndarray) -> list[list[int]]:
-    """Candidates grouped into discs: a candidate joins a group when its centre is less than `FRAGMENT_MM` from
-    one of the group's (neighbouring discs are never that close, CHAIN_STEP_MM)."""
-    groups: list[list[int]] = []
-    for i in np.argsort(centres_mm[:, 2]):
-        for g in groups:
-            d = np.abs(centres_mm[g] - centres_mm[i])
-            if np.any((d[:, 2] < FRAGMENT_MM[0]) & (np.linalg.norm(d[:, :2], axis=1) < FRAGMENT_MM[1])):
-                g.append(int(i))
-                break
-        else:
-            groups.append([int(i)])
-    return groups
-
-
-def label_discs(
-    prob: np.ndarray,
-    heat4: np.ndarray,
-    offset4: np.ndarray,
-    box,
-    grid: CanonicalGrid,
-    lumbar_count: int | None,
-    spine_bottom_mm: float | None = None,
-    usable: np.ndarray | None = None,
-    classify=None,
-    outside_spine: bool = False,
-):
-    """Disc codes on the box from the disc probability and the heatmaps (cropped at `offset4`, 4 mm voxels).
-
-    `usable` (box-shaped, optional): voxels inside the image and near the spine; a component counts as a disc
-    only if most of it lies there and it has a disc's shape (a slab at least `MIN_DISC_THICKNESS_MM` thick and
-    `MIN_DISC_WIDTH_MM` wide). `classify` (optional): canonical voxel centres -> class log-probabilities (n x 3)
-    of the level classifier. Only the longest chain of candidates stacked like discs of one spine is kept
-    (`_longest_chain`): blobs beside the spine (bowel, heart, vessels) cannot enter the sequence matching.
-    `outside_spine`: the box is not restricted to a located spine (wide search), so the chain is believed only if
-    the classifier takes most of it for discs.
-    """
-    # Hysteresis: a disc is a region above LOW_THRESHOLD that reaches 0.5 somewhere. A disc the network is unsure
-    # of (typically a steep lumbosacral disc) breaks up at 0.5 into fragments too small to count.
-    disc_mask = prob > LOW_THRESHOLD
-    comp, n = ndimage.label(disc_mask)
-    if n:
-        seeded = ndimage.maximum(prob, comp, range(1, n + 1)) > 0.5
-        disc_mask &= np.concatenate([[False], seeded])[comp]
-        comp, n = ndimage.label(disc_mask)
-    out = np.zeros(disc_mask.shape, dtype=np.uint8)
-    if n == 0:
-        return out, {}, lumbar_count or 5, "no disc found"
-    sizes = ndimage.sum(disc_mask, comp, range(1, n + 1)) * grid.spacing**3
-    big = [lab for lab in range(1, n + 1) if MIN_DISC_MM3 <= sizes[lab - 1] <= MAX_DISC_MM3]
-    if usable is not None and big:
-        inside = ndimage.mean(usable, comp, big)
-        big = [lab for lab, f in zip(big, inside) if f >= 0.5]
-    # Per-component work happens in each component's own bounding box (whole-box masks cost ~1 ms each).
-    boxes = ndimage.find_objects(comp)
-
-    def voxels(lab: int) -> np.ndarray:
-        sl = boxes[lab - 1]
-        return np.argwhere(comp[sl] == lab) + np.array([b.start for b in sl])
-
-    big = [lab for lab in big if _disc_shaped(comp[boxes[lab - 1]] == lab, grid.spacing)]
-    if not big:
-        return out, {}, lumbar_count or 5, "no disc of plausible size"
-    centres = np.array(ndimage.center_of_mass(disc_mask, comp, big))
-    groups = _fragment_groups(centres * grid.spacing)
-    if len(groups) < len(big):
-        # Pieces of one disc (a real disc can break up across a dark cleft or a herniation) become one candidate.
-        lut = np.arange(comp.max() + 1)
-        for g in groups:
-            lut[[big[i] for i in g[1:]]] = big[g[0]]
-        comp = lut[comp]
-        boxes = ndimage.find_objects(comp)
-        big = [big[g[0]] for g in groups]
-        centres = np.array(ndimage.center_of_mass(disc_mask, comp, big))
-    order = np.argsort(centres[:, 2])  # canonical k runs superior: most caudal first
-    order = order[_longest_chain(centres[order] * grid.spacing)]
-    big = [big[i] for i in order]
-    centres_mm = centres[order] * grid.spacing
-    offset = np.array([s.start for s in box])
-    # Spine (bodies) continuing well below the lowest disc means the sacrum is in view: that disc is lumbosacral.
-    sacrum_below = (
-        spine_bottom_mm is not None and (offset[2] * grid.spacing + centres_mm[0, 2]) - spine_bottom_mm > 25.0
-    )
-    responses = np.zeros((len(big), heat4.shape[0]))
-    for r, lab in enumerate(big):
-        idx = voxels(lab) + offset  # 2 mm canonical voxels
-        idx4 = np.clip(idx // 2 - offset4, 0, np.array(heat4.shape[1:]) - 1)
-        vals = heat4[:, idx4[:, 0], idx4[:, 1], idx4[:, 2]]
-        responses[r] = np.clip(vals.max(axis=1) / D.HEATMAP_PEAK, 0.0, 1.0)
-    heights, areas = np.zeros(len(big)), np.zeros(len(big))
-    for r, lab in enumerate(big):
-        vox = voxels(lab)
-        pts = vox * grid.spacing
-        w = prob[tuple(vox.T)]
-        c = np.average(pts, axis=0, weights=w)
-        lam = np.sqrt(12.0 * np.clip(np.linalg.eigvalsh(np.cov((pts - c).T, aweights=w)), 0.0, None))
-        heights[r] = lam[0]  # a slab of thickness t has variance t^2 / 12 across it
-        areas[r] = lam[1] * lam[2]  # AP depth x width of the footprint (a rectangle's; only ratios are used)
-    class_logp = None if classify is None else classify(centres_mm / grid.spacing + offset)
-    if outside_spine and class_logp is not None and class_logp.shape[1] > LV.NOT_A_DISC:
-        # Outside a located spine, a chain is only believed if the classifier takes most of it for discs (noise
-        # and soft tissue can line up too).
-        if float(np.mean(np.exp(class_logp[:, LV.NOT_A_DISC]))) >= 0.5:
-            return out, {}, lumbar_count or 5, "no chain of discs found"
-    score, count, shift, names = match_sequence(
-        responses,
-        centres_mm,
-        lumbar_count,
-        heights_mm=heights,
-        sacrum_below=sacrum_below,
-        areas_mm2=areas,
-        class_logp=class_logp,
-    )
-    confidences = {}
-    for r, lab in enumerate(big):
-        level = r + shift
-        if level < 0 or level >= len(names):  # below: a sacral candidate, not a disc; above: beyond T8-T9
-            continue
-        upper = names[level].split("-")[0]
-        code = disc_code(upper)
-        region = tuple(voxels(lab).T)
-        out[region] = code
-        ch = D.level_channel(names[level])
-        confidences[code] = float(responses[r, ch] * prob[region].mean()) if ch is not None else 0.0
-    message = "ok" if shift <= 0 else f"the lowest {shift} disc(s) lie below the field of view"
-    return out, confidences, count, message

@@ -21,9 +21,8 @@ import torch.nn as nn
 
 from ..labels import VERTEBRA_CODES
 from . import data as D
+from .heatmap_levels import CLASSES, NOT_A_DISC, class_of
 
-CLASSES = ("thoracic", "lumbar", "lumbosacral", "not a disc")
-NOT_A_DISC = 3
 # "Not a disc": patches centred in the sacrum (the disc network sometimes answers a sacral segment border, as a
 # real S1-S2 remnant disc would look) or in a vertebral body. Without this class such a candidate below the
 # lumbosacral disc looked lumbosacral itself and added a lumbar vertebra.
@@ -35,14 +34,6 @@ CENTRE_JITTER_VOX = 3.0  # a segmented component's centre is within a few mm of 
 JUNCTION = ("T11-T12", "T12-L1", "L1-L2", "L2-L3")
 JUNCTION_FRACTION = 0.5
 SLAB_FRACTION = 0.35
-
-
-def class_of(name: str) -> int:
-    """0 thoracic (upper vertebra T, T12-L1 included), 1 lumbar (L-L), 2 lumbosacral (lower vertebra S1)."""
-    upper, lower = name.split("-")
-    if lower == "S1":
-        return 2
-    return 1 if upper.startswith("L") else 0
 
 
 class LevelNet(nn.Module):
@@ -172,7 +163,7 @@ def adapt_head(state: dict, net: LevelNet) -> dict:
 # and its mirror image are two equally valid views; where the classifier is unsure of a patch (its top class below
 # `MIRROR_BELOW`), the mean of both views' probabilities is steadier at the thoracolumbar junction and the
 # lumbosacral disc of multi-slice stacks. Measured by Testing/bench/tune_labeling.py-style captures of 100 tuning
-# phantoms with four trainings (README, Networks, session 19): averaging every patch and averaging only those
+# phantoms with four trainings (docs/experiments.md): averaging every patch and averaging only those
 # below 0.99 (12 % of the patches) name the same discs; averaging every patch cost 0.07-0.2 s per localizer.
 MIRROR_BELOW = 0.99
 

@@ -1,7 +1,7 @@
 """The disc and spine label maps written out (`discs.nii.gz`, `spine.nii.gz`, the Dice of the evaluation): drawn
 from log-odds on canonical grids, resampled linearly onto the input's grid and averaged there.
 
-Two things make them sharper than the 2 mm probabilities they used to come from (README, Networks, session 12):
+Two things make them sharper than the 2 mm probabilities they used to come from (docs/experiments.md):
 - Log-odds instead of probabilities (`fine.class_margins`): linearly resampled probabilities near 0 and 1 put
   a surface half-way between two voxels whatever the network's confidence on either side; log-odds put it where
   that confidence places it. 40 tuning phantoms: disc Dice 0.911 -> 0.924, spine 0.941 -> 0.942.

@@ -67,14 +67,25 @@ class StageConfig:
     extra: dict = field(default_factory=dict)
 
 
+def recipe_stage(stage: str) -> dict:
+    """The shipped recipe's phantom run of `stage` (resources/training_recipe.json): its steps and seed are the
+    defaults of `train` and `spine-localizer train`."""
+    from importlib import resources
+
+    text = resources.files("SpineLocalizerLib").joinpath("resources/training_recipe.json").read_text()
+    return next(s for s in json.loads(text)["stages"] if s["stage"] == stage and "user_data" not in s)
+
+
 STAGES = {
-    "localize": StageConfig("localize", 2 + len(D.LEVELS), steps=1500, spacing_mm=4.0),
+    "localize": StageConfig("localize", 2 + len(D.LEVELS), steps=recipe_stage("localize")["steps"], spacing_mm=4.0),
     # 16 channels: on 40 tuning phantoms disc Dice 0.911 vs 0.898 with 8, spine 0.941 vs 0.925 (README, Networks).
-    "discs": StageConfig("discs", 3, base_channels=16, steps=1800, spacing_mm=2.0),
+    "discs": StageConfig("discs", 3, base_channels=16, steps=recipe_stage("discs")["steps"], spacing_mm=2.0),
     # One torch thread: the classifier is small and its sample worker (16 patches a step) is the bound; with two
     # threads they fight over the two cores. Compiled step with its worker, median of 50: 0.38 s vs 0.44 s with
-    # two threads (session 18, 2-core EPYC, two runs each).
-    "levels": StageConfig("levels", len(LV.CLASSES), steps=1500, lr=1e-3, spacing_mm=2.0, threads=1),
+    # two threads (2-core EPYC, two runs each).
+    "levels": StageConfig(
+        "levels", len(LV.CLASSES), steps=recipe_stage("levels")["steps"], lr=1e-3, spacing_mm=2.0, threads=1
+    ),
 }
 LEVEL_BATCH = 16
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -356,19 +367,18 @@ def _load_checkpoint(path: Path, net, opt) -> tuple[int, list]:
 
 def sample_stream_key(seed: int, stream: int, start_step: int) -> list[int]:
     """Seed of a sample stream: the training seed, which stream (0 the V-Net and classifier stages' worker, 1 the
-    output network's), and the step the run starts at. Until session 18 it also held the wall clock, so no two
-    runs of a recipe saw the same samples; now a run is repeated by its seed, and a resumed run still does not
+    output network's), and the step the run starts at. Seeded so, a run is repeated by its seed, and a resumed run still does not
     replay the samples its first part saw."""
     return [seed, stream, start_step]
 
 
-# What a card says about its samples (weights trained before session 18 say the opposite: their streams also took
-# the wall clock, and a rerun with their seed draws other samples).
+# What a card says about its samples (weights whose streams also took the wall clock say the opposite: a rerun
+# with their seed draws other samples).
 SAMPLE_STREAMS = "seeded by (training seed, stream, start step): a rerun with this seed draws the same samples"
 
 
-# Steps between validations, which are also the checkpoints a stopped run resumes from. 150 until session 18:
-# 300 halves the validation time (~2 min of a full training run on the 2-core EPYC) and a resume loses at most
+# Steps between validations, which are also the checkpoints a stopped run resumes from. 300 rather than 150
+# halves the validation time (~2 min of a full training run on the 2-core EPYC) and a resume loses at most
 # ~2 min of the disc network's steps.
 VALIDATE_EVERY = 300
 

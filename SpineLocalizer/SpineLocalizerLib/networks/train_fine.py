@@ -5,7 +5,7 @@ Samples: three in four are boxes shaped like the one the pipeline segments (the 
 its length: `box_patch_crop`), the rest the disc network's own patches (`train.disc_patch_crop`); both
 synthesised as the disc network's (`data.synthesize_image` on the phantom's 2 mm tissues), with targets from the
 phantom evaluated on the 1 mm grid (`data.build_fine_cache`); about half of them are cut to part of their field of view as multi-slice and
-lumbar-only localizers are (`data.random_fov_mask`, not scored outside; session 9: better Dice on stacks).
+lumbar-only localizers are (`data.random_fov_mask`, not scored outside: better Dice on stacks).
 Loss: focal (gamma 2) + Dice of the discs and of the spine, at 1 mm, as for the disc network. The head learns
 at `HEAD_LR_FACTOR` x the rate of the network (it starts from zero, the network from trained weights).
 Why the head alone on the frozen network was not enough: trained so (1000 steps, seed 23) it lifted the 1 mm
@@ -46,12 +46,13 @@ from .train import (
     dice_score,
     disc_patch_crop,
     focal_dice_loss,
+    recipe_stage,
     sample_stream_key,
     training_precision,
 )
 from .vnet import VNet
 
-FINE_STEPS = 2000
+FINE_STEPS = recipe_stage("discs_fine")["steps"]
 PATCH_MULTIPLE = 8  # the disc V-Net's 3 halvings (infer._run pads to it too)
 FINE_LR = 5e-4
 HEAD_LR_FACTOR = 4.0
@@ -67,7 +68,7 @@ def box_patch_crop(case: D.Case, rng: np.random.Generator) -> tuple[slice, ...]:
     of its length along S-I to keep the step's cost near a disc patch's; in the sacrum `SACRUM_FRACTION` of the
     time. Why: the V-Net's instance normalisation reads the whole input, so its output depends on what the box
     holds besides the spine; trained on 128 mm cubes around discs only, the network's surfaces moved by about a
-    voxel when the box was grown by 12 mm (40 tuning phantoms, session 13)."""
+    voxel when the box was grown by 12 mm (40 tuning phantoms)."""
     spine = D.spine_voxels(case).astype(int)
     lo = spine.min(axis=0) - rng.integers(*BOX_MARGIN_2MM, size=3)
     hi = spine.max(axis=0) + 1 + rng.integers(*BOX_MARGIN_2MM, size=3)

@@ -12,7 +12,14 @@ from ..labels import codes_present, is_disc_code
 from ..volume_io import Volume
 from .disc_geometry import DiscMeasure, measure_discs
 from .protocol import default_protocol, validate_protocol
-from .quality import quality_factor
+from .quality import (
+    LABEL_MAP_THRESHOLD,
+    calibration,
+    disc_features,
+    disc_quality,
+    quality_factor,
+    spacing_residuals,
+)
 from .slabs import plan_slabs, vertebra_planes
 
 PLAN_SCHEMA_VERSION = 1
@@ -55,6 +62,7 @@ def build_plan(
     confidences: dict[int, float] | None = None,
     input_info: dict[str, Any] | None = None,
     probability: np.ndarray | None = None,
+    naming: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], list[DiscMeasure]]:
     """The plan dictionary and the measured discs (kept for drawing)."""
     t0 = time.perf_counter()
@@ -84,7 +92,14 @@ def build_plan(
     timings["slabs"] = time.perf_counter() - t
     t = time.perf_counter()
     count = lumbar_count or (6 if any(d.label.startswith("L6") for d in discs) else 5)
-    quality = quality_factor(discs, count, float(protocol.get("quality_threshold", 0.5)))
+    evidence = (naming or {}).get("discs")
+    per_disc: dict[str, dict[str, Any]] = {}
+    if evidence:
+        model = calibration()
+        threshold = float(protocol.get("quality_threshold", model["threshold"]))
+        quality, per_disc = network_plan_quality(discs, planned, evidence, count, threshold, model)
+    else:
+        quality = quality_factor(discs, count, float(protocol.get("quality_threshold", LABEL_MAP_THRESHOLD)))
     timings["quality"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
     plan = {
@@ -94,7 +109,8 @@ def build_plan(
         "input": dict(input_info or {}, geometry=_geometry(labels)),
         "protocol": protocol,
         "lumbar_count": count,
-        "discs": [_disc_entry(d, protocol) for d in planned],
+        "naming": _naming_entry(naming, count, lumbar_count),
+        "discs": [dict(_disc_entry(d, protocol), **per_disc.get(d.label, {})) for d in planned],
         "discs_not_planned": [d.label for d in discs if d not in planned],
         "vertebrae": vertebrae,
         **slabs,
@@ -103,6 +119,46 @@ def build_plan(
         "timings_s": {k: round(v, 4) for k, v in timings.items()},
     }
     return plan, discs
+
+
+def network_plan_quality(discs, planned, evidence, count: int, threshold: float, model) -> tuple[dict, dict]:
+    """The plan's quality (its worst planned disc's calibrated quality) and each planned disc's entry fields:
+    `quality`, `needs_review` and the `evidence` it was computed from."""
+    residuals = spacing_residuals(discs)
+    per_disc = {}
+    for d in planned:
+        feats = disc_features(d, evidence.get(d.value, {}), residuals[d.label])
+        q = disc_quality(feats, model)
+        per_disc[d.label] = {
+            "quality": round(q, 4),
+            "needs_review": bool(q < threshold),
+            "evidence": {k: round(v, 4) for k, v in feats.items()},
+        }
+    base = quality_factor(discs, count, threshold)
+    worst = min(planned, key=lambda d: per_disc[d.label]["quality"])
+    qf = per_disc[worst.label]["quality"]
+    base.update(
+        quality_factor=round(qf, 4),
+        threshold=threshold,
+        needs_review=bool(qf < threshold),
+        worst_disc=worst.label,
+        calibration=model.get("fitted_on", ""),
+        message=(
+            "plan looks consistent"
+            if qf >= threshold
+            else f"{worst.label} is doubtful (quality {qf:.2f}): check its name and tilt before scanning"
+        ),
+    )
+    return base, per_disc
+
+
+def _naming_entry(naming: dict[str, Any] | None, count: int, given: int | None) -> dict[str, Any]:
+    """How the names and the lumbar count were decided (networks/labeling.naming_evidence); from a label map,
+    the count is the map's own (or the user's) and is not re-judged."""
+    if naming:
+        return {k: v for k, v in naming.items() if k != "discs"}
+    basis = "given" if given else "label map"
+    return {"lumbar_count": count, "count_basis": basis, "verify_count": False, "evidence": f"lumbar count {basis}"}
 
 
 LUMBAR_REGION = ("T12", "L1", "L2", "L3", "L4", "L5", "L6")

@@ -25,6 +25,9 @@ import numpy as np
 from .disc_geometry import DiscMeasure
 
 SIGMA_REL = 0.12
+# Plans from label maps (a reader's or a tool's) have no network evidence: their factor is the spacing check
+# above, and below this they should be looked at.
+LABEL_MAP_THRESHOLD = 0.5
 SCALE_RANGE = (0.75, 1.3)
 
 
@@ -96,3 +99,65 @@ def _result(qf, spacing, scale, coverage, confidence, threshold, message, **extr
     }
     out.update({k: round(float(v), 4) for k, v in extra.items()})
     return out
+
+
+# ------------------------------------------------------------------ calibrated per-disc quality (network plans)
+#
+# For a plan the networks made, each disc gets q = P(right name and plane error <= 3 deg | evidence), a logistic
+# model of what the pipeline knows about that disc (the level classifier's probability of the class its name
+# implies, the disc and heatmap responses, how flat the segmented disc is, how well its spacing to its neighbours
+# fits the template). The model and the threshold live in resources/quality_calibration.json, fitted by
+# Testing/bench/calibrate_quality.py on tuning phantoms and checked on held-apart ones (docs/results.md). The plan's
+# quality factor is its worst planned disc's q: a plan is as good as its worst slice group.
+
+FEATURES = ("class_logit", "disc_probability", "heatmap_response", "thinness", "spacing_residual")
+
+
+def calibration() -> dict[str, Any]:
+    text = resources.files("SpineLocalizerLib").joinpath("resources/quality_calibration.json").read_text()
+    return json.loads(text)
+
+
+def _logit(p: float | None) -> float:
+    if p is None:
+        return 0.0
+    p = min(max(float(p), 1e-4), 1.0 - 1e-4)
+    return float(np.log(p / (1.0 - p)))
+
+
+def spacing_residuals(discs: list[DiscMeasure]) -> dict[str, float]:
+    """Per disc, the largest |log(D / (s T))| of the gaps to its neighbours (D measured, T template, s the
+    patient's scale): a missed, doubled or misnamed neighbour shows as a gap that does not fit."""
+    template = spacing_template()
+    order = ["T8", "T9", "T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5", "L6"]
+    srt = sorted(discs, key=lambda d: _order_index(d.label))
+    gaps = []
+    for a, b in zip(srt[:-1], srt[1:]):
+        ia, ib = _order_index(a.label), _order_index(b.label)
+        expected = sum(template.get(f"{order[i]}-{order[i + 1]}", 36.0) for i in range(ia, ib))
+        gaps.append(float(np.linalg.norm(a.centroid - b.centroid)) / expected)
+    if not gaps:
+        return {d.label: 0.0 for d in discs}
+    s = float(np.median(gaps))
+    res = [abs(float(np.log(g / s))) for g in gaps]
+    out = {}
+    for k, d in enumerate(srt):
+        around = ([res[k - 1]] if k > 0 else []) + ([res[k]] if k < len(res) else [])
+        out[d.label] = max(around) if around else 0.0
+    return out
+
+
+def disc_features(d: DiscMeasure, evidence: dict[str, Any], spacing_residual: float) -> dict[str, float]:
+    lam = np.sort(np.asarray(d.eigenvalues, dtype=float))
+    return {
+        "class_logit": _logit(evidence.get("class_probability")),
+        "disc_probability": float(evidence.get("disc_probability", 0.0)),
+        "heatmap_response": float(evidence.get("heatmap_response", 0.0)),
+        "thinness": float(np.sqrt(max(lam[0], 0.0) / max(lam[1], 1e-9))),
+        "spacing_residual": float(spacing_residual),
+    }
+
+
+def disc_quality(features: dict[str, float], model: dict[str, Any]) -> float:
+    z = float(model["intercept"]) + sum(float(w) * features[f] for f, w in zip(model["features"], model["weights"]))
+    return float(1.0 / (1.0 + np.exp(-z)))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .planning.teaching import PlaneScore, score_plane
-from .scene import plane_geometry_lps, string_columns
+from ..planning.teaching import PlaneScore, score_plane
+from . import plane_geometry_lps, string_columns
 
 TABLE_NAME = "Teaching attempts"
 COLUMNS = ("Time", "Trainee", "Level", "Reference", "Offset angle (deg)", "Centre distance (mm)", "Passed", "Advice")

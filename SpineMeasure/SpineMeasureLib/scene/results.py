@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from SpineLocalizerLib.scene import lps_to_ras
-from SpineLocalizerLib.scene_volumes import add_rows_table
+from SpineLocalizerLib.scene.volumes import add_rows_table
 
-from .results import Row
+from ..results import Row
 
 COLUMNS = ["level", "measurement", "value", "unit", "method", "flags", "status", "reason"]
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .scene import lps_to_ras, plane_geometry_lps, ras_to_lps, set_plane_lps, string_columns
+from . import lps_to_ras, plane_geometry_lps, ras_to_lps, set_plane_lps, string_columns
 
 ATTR = "SpinePlanner."
 TABLE_NAME = "Scan parameters"

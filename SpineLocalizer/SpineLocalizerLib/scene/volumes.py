@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from .labels import CODE_TO_VERTEBRA, DISC_CODE_OFFSET, is_disc_code
-from .scene import LPS_TO_RAS
-from .volume_io import Volume
+from ..labels import CODE_TO_VERTEBRA, DISC_CODE_OFFSET, is_disc_code
+from ..volume_io import Volume
+from . import LPS_TO_RAS
 
 
 def _image_data(array: np.ndarray):
@@ -67,7 +67,7 @@ def add_disc_segmentation(scene, discs: Volume, name: str = "Discs", names: dict
 
 
 def add_rows_table(scene, rows: list[dict[str, Any]], name: str, columns: list[str]):
-    from .scene import string_columns
+    from . import string_columns
 
     node = scene.AddNewNodeByClass("vtkMRMLTableNode", name)
     table = node.GetTable()
@@ -84,8 +84,8 @@ def build_case_scene(
     image: Volume, plan: dict, discs: Volume | None, measurements: list[dict] | None, cache_dir: str | Path
 ):
     """A scene holding the localizer, disc segmentation, plan nodes, scan and measurement tables."""
-    from .scene import new_scene
-    from .scene_plan import PlanSceneLogic
+    from . import new_scene
+    from .plan import PlanSceneLogic
 
     scene = new_scene(cache_dir)
     add_volume(scene, image, "Localizer")
@@ -139,8 +139,8 @@ def reslice_current_planes(plan_logic, volume: Volume) -> dict[str, Volume]:
     """Axial stacks along the current (possibly edited) axial planes of the scene."""
     import SimpleITK as sitk
 
-    from .planning.axial_reslice import reslice_disc
-    from .volume_io import from_sitk
+    from ..planning.axial_reslice import reslice_disc
+    from ..volume_io import from_sitk
 
     out = {}
     for name, geo in plan_logic.current_plan_planes().items():
