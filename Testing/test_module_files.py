@@ -63,3 +63,58 @@ def test_pure_core_never_imports_slicer_vtk_or_qt():
                 continue  # scene/ is the MRML logic layer: the one place allowed to know slicer and vtk
             assert not path.name.startswith("scene"), f"{path}: MRML logic belongs in the Lib's scene/ package"
             assert not pattern.search(path.read_text()), f"{path} imports Slicer/VTK/Qt"
+
+
+def _internal_imports(path: Path, lib_root: Path) -> set[str]:
+    """Modules of the same Lib that `path` imports (absolute or relative, at module level or inside functions)."""
+    import ast
+
+    package = path.relative_to(lib_root.parent).with_suffix("").parts
+    if package[-1] == "__init__":
+        package = package[:-1]
+    base = package if path.name == "__init__.py" else package[:-1]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = list(base[: len(base) - node.level + 1]) + (node.module.split(".") if node.module else [])
+                names = [".".join(parts)] if node.module else [".".join(parts + [a.name]) for a in node.names]
+            else:
+                names = [node.module or ""]
+            out |= {n for n in names if n.split(".")[0] == lib_root.name}
+        elif isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.split(".")[0] == lib_root.name}
+    return out
+
+
+def test_no_import_cycle_between_modules():
+    for lib in ("SpineLocalizer/SpineLocalizerLib", "SpineMeasure/SpineMeasureLib"):
+        root = REPO / lib
+        modules = {}
+        for path in root.rglob("*.py"):
+            rel = path.relative_to(root.parent).with_suffix("").parts
+            name = ".".join(rel[:-1] if rel[-1] == "__init__" else rel)
+            modules[name] = _internal_imports(path, root)
+        graph = {m: {d for d in deps if d in modules and d != m} for m, deps in modules.items()}
+        cycle = _find_cycle(graph)
+        assert cycle is None, f"import cycle: {' -> '.join(cycle)}"
+
+
+def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of the directed graph (as a path that returns to its start), or None."""
+    state: dict[str, int] = {}
+
+    def visit(m: str, trail: list[str]) -> list[str] | None:
+        state[m] = 1
+        for d in sorted(graph[m]):
+            if state.get(d) == 1:
+                return trail + [m, d]
+            if d not in state and (found := visit(d, trail + [m])):
+                return found
+        state[m] = 2
+        return None
+
+    for m in sorted(graph):
+        if m not in state and (found := visit(m, [])):
+            return found
+    return None

@@ -139,7 +139,8 @@ def cmd_reslice(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from .networks.train import recipe_stage, train
+    from .networks.models import recipe_stage
+    from .networks.train import train
 
     if args.stage == "discs_fine":
         weights = _train_fine(args)
@@ -176,7 +177,7 @@ def cmd_train(args) -> int:
 
 def _train_fine(args) -> Path:
     from .networks import MODEL_DIR
-    from .networks.train import recipe_stage
+    from .networks.models import recipe_stage
     from .networks.train_fine import train_fine
 
     unused = [

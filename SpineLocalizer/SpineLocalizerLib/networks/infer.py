@@ -28,7 +28,6 @@
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import time
 from collections.abc import Callable
@@ -37,19 +36,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 from scipy import ndimage
 
 from ..volume_io import Volume
-from . import MODEL_DIR, ModelError
+from . import MODEL_DIR
 from . import data as D
 from . import levels as LV
 from .canonical import CanonicalGrid, canonical_grid_for, to_canonical
 from .fine import load_output_net
 from .labeling import label_discs
+from .models import load_model
 from .output_maps import OutputMap, draw_output_maps, margin_on
 from .runtime import InferenceNet
-from .train import STAGES, make_net
 
 SPINE_MARGIN_MM = 12.0
 # The output network draws the label maps on the naming box widened to at least this on every side. The naming
@@ -66,31 +64,6 @@ OUTPUT_BOX_MIN_SIDE_MM = 112.0
 SPINE_THRESHOLD = 0.8
 SPINE_THRESHOLD_2MM = 0.5  # the disc network's body + disc probability is cut where it is trained
 DISC_THRESHOLD = 0.5
-
-
-def load_model(stage: str, model_dir: Path = MODEL_DIR):
-    """Load `stage` weights, checking the sha256 in its card (safetensors, never pickle)."""
-    import hashlib
-
-    weights, card_path = model_dir / f"{stage}.safetensors", model_dir / f"{stage}.json"
-    if not weights.exists() or not card_path.exists():
-        raise ModelError(
-            f"model '{stage}' not found in {model_dir}: train it with `spine-localizer train --stage {stage}`"
-        )
-    card = json.loads(card_path.read_text())
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
-    if digest != card["sha256"]:
-        raise ModelError(
-            f"{weights}: checksum {digest[:12]} does not match its card ({card['sha256'][:12]}); the file is damaged"
-        )
-    # The card says how many outputs the weights have (the disc network had two before the body class).
-    arch = card.get("architecture", {})
-    net = make_net(
-        STAGES[stage], arch.get("out_channels") or len(arch.get("classes", [])) or None, arch.get("base_channels")
-    )
-    net.load_state_dict(load_file(str(weights)))
-    net.eval()
-    return net, card
 
 
 @dataclass

@@ -18,7 +18,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,7 @@ from ..parallel import single_threaded_blas
 from . import data as D
 from . import levels as LV
 from .compiled import TrainingForward, wants_compile
+from .models import STAGES, StageConfig, make_net
 from .vnet import VNet
 
 LOCALIZE_CROP_4MM = (64, 64, 96)
@@ -54,39 +55,6 @@ TRAIN_SEEDS = range(1, 161)
 VAL_SEEDS = range(50001, 50017)
 
 
-@dataclass
-class StageConfig:
-    name: str
-    out_channels: int
-    base_channels: int = 8
-    levels: int = 4
-    steps: int = 1500
-    lr: float = 2e-3
-    spacing_mm: float = 4.0
-    threads: int = 2  # torch threads; the sample worker process runs beside them
-    extra: dict = field(default_factory=dict)
-
-
-def recipe_stage(stage: str) -> dict:
-    """The shipped recipe's phantom run of `stage` (resources/training_recipe.json): its steps and seed are the
-    defaults of `train` and `spine-localizer train`."""
-    from importlib import resources
-
-    text = resources.files("SpineLocalizerLib").joinpath("resources/training_recipe.json").read_text()
-    return next(s for s in json.loads(text)["stages"] if s["stage"] == stage and "user_data" not in s)
-
-
-STAGES = {
-    "localize": StageConfig("localize", 2 + len(D.LEVELS), steps=recipe_stage("localize")["steps"], spacing_mm=4.0),
-    # 16 channels: on 40 tuning phantoms disc Dice 0.911 vs 0.898 with 8, spine 0.941 vs 0.925 (README, Networks).
-    "discs": StageConfig("discs", 3, base_channels=16, steps=recipe_stage("discs")["steps"], spacing_mm=2.0),
-    # One torch thread: the classifier is small and its sample worker (16 patches a step) is the bound; with two
-    # threads they fight over the two cores. Compiled step with its worker, median of 50: 0.38 s vs 0.44 s with
-    # two threads (2-core EPYC, two runs each).
-    "levels": StageConfig(
-        "levels", len(LV.CLASSES), steps=recipe_stage("levels")["steps"], lr=1e-3, spacing_mm=2.0, threads=1
-    ),
-}
 LEVEL_BATCH = 16
 PRECISIONS = ("auto", "bf16", "fp32")
 
@@ -106,14 +74,6 @@ def training_precision(requested: str = "auto") -> str:
     from .runtime import native_bf16
 
     return "bf16" if native_bf16() else "fp32"
-
-
-def make_net(cfg: StageConfig, out_channels: int | None = None, base_channels: int | None = None):
-    """The stage's network; `out_channels` and `base_channels` override the stage's (weights exported with an
-    older head, or trained wider or narrower with `--width`)."""
-    if cfg.name == "levels":
-        return LV.LevelNet(n_classes=out_channels or cfg.out_channels)
-    return VNet(1, out_channels or cfg.out_channels, base_channels or cfg.base_channels, cfg.levels)
 
 
 def adapt_head(state: dict, net: VNet) -> dict:
@@ -598,7 +558,7 @@ def train(
         log(f"resuming {stage} from step {start}")
     elif init_from is not None:
         # Fine-tuning (e.g. on a user's own data) starts from existing weights with a fresh optimizer.
-        from .infer import load_model
+        from .models import load_model
 
         state = load_model(stage, init_from)[0].state_dict()
         net.load_state_dict(LV.adapt_head(state, net) if stage == "levels" else adapt_head(state, net))

@@ -30,6 +30,7 @@ from safetensors.torch import save_file
 from . import MODEL_DIR
 from . import data as D
 from .fine import FINE_STAGE, DiscNetWithFine, FineHead, fine_logits
+from .models import recipe_stage
 from .train import (
     DISC_CLASSES,
     DISC_DICE_SETS,
@@ -46,7 +47,6 @@ from .train import (
     dice_score,
     disc_patch_crop,
     focal_dice_loss,
-    recipe_stage,
     sample_stream_key,
     training_precision,
 )
@@ -208,7 +208,7 @@ def train_fine(
     precision: str = "auto",
     log=print,
 ) -> Path:
-    from .infer import load_model
+    from .models import load_model
 
     steps = steps or FINE_STEPS
     peak_lr = lr or FINE_LR

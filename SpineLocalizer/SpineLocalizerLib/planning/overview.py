@@ -76,7 +76,8 @@ def _draw_view(ax, image: Volume, plan: dict[str, Any], view: dict[str, Any], ti
 
 def plan_overview(image: Volume, plan: dict[str, Any], png: str | Path) -> None:
     qf = plan["quality_factor"]
-    colour = "lime" if not plan["quality"]["needs_review"] else "red"
+    doubtful = plan.get("doubtful", plan["quality"]["needs_review"])
+    colour = "lime" if not doubtful else "red"
     fig, axes = plt.subplots(1, 2, figsize=(11, 7.5))
     size = (300.0, 260.0)
     _draw_view(axes[0], image, plan, plan["sagittal"], "best sagittal (planned sagittal plane)", size, colour)
@@ -86,7 +87,11 @@ def plan_overview(image: Volume, plan: dict[str, Any], png: str | Path) -> None:
     fig.suptitle(
         f"{len(plan['discs'])} axial slice groups ({plan['protocol']['axial']['n_slices']} x "
         f"{plan['protocol']['axial']['thickness_mm']} mm), saturation band orange; quality factor {qf:.2f}"
-        + ("  CHECK PLAN" if plan["quality"]["needs_review"] else ""),
+        + (
+            "  CHECK PLAN: " + "; ".join(d["code"].replace("_", " ") for d in plan.get("doubts", []))
+            if doubtful
+            else ""
+        ),
         fontsize=10,
     )
     fig.tight_layout()
