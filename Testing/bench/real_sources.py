@@ -91,13 +91,8 @@ def evaluate_t2_case(image_path: Path, out: Path | None, model_dir: Path = MODEL
         correct=int(correct),
         found_any_name=int(found),
         normal_errors_deg=errors,
-        predicted=[d["label"] for d in plan["discs"]],
-        lumbar_count=plan["lumbar_count"],
-        count_basis=plan["naming"]["count_basis"],
-        quality_factor=plan["quality_factor"],
-        doubtful=plan["doubtful"],
-        doubts=[d["reason"] for d in plan["doubts"]],
         discs=discs,
+        **_plan_summary(plan),
     )
 
 
@@ -138,14 +133,20 @@ def evaluate_mixed_case(image_path: Path, out: Path | None, model_dir: Path = MO
         normal_errors_deg=errors,
         order_pairs=pairs,
         order_right=int(right),
-        predicted=[d["label"] for d in plan["discs"]],
-        lumbar_count=plan["lumbar_count"],
-        count_basis=plan["naming"]["count_basis"],
-        quality_factor=plan["quality_factor"],
-        doubtful=plan["doubtful"],
-        doubts=[d["reason"] for d in plan["doubts"]],
         discs=discs,
+        **_plan_summary(plan),
     )
+
+
+def _plan_summary(plan: dict) -> dict[str, Any]:
+    return {
+        "predicted": [d["label"] for d in plan["discs"]],
+        "lumbar_count": plan["lumbar_count"],
+        "count_basis": plan["naming"]["count_basis"],
+        "quality_factor": plan["quality_factor"],
+        "doubtful": plan["doubtful"],
+        "doubts": [d["reason"] for d in plan["doubts"]],
+    }
 
 
 def _stats(errs: list[float]) -> tuple[float, float]:
@@ -202,28 +203,33 @@ def flag_report(rows: list[dict]) -> dict[str, Any]:
 
 def run(out: Path, model_dir: Path = MODEL_DIR, sources=SOURCES, log=print) -> dict[str, Any]:
     results: dict[str, Any] = {}
-    if "vertebrae_t2" in sources:
+    scored = {
+        "vertebrae_t2": (
+            evaluate_t2_case,
+            summarise_t2,
+            lambda r: (
+                f"{r['correct']}/{r['reference_discs']} named right, count {r.get('lumbar_count')} "
+                f"({r.get('count_basis')})"
+            ),
+        ),
+        "vertebrae_mixed": (
+            evaluate_mixed_case,
+            summarise_mixed,
+            lambda r: f"{r['detected']}/{r['reference_discs']} detected, order {r['order_right']}/{r['order_pairs']}",
+        ),
+    }
+    for source, (evaluate_case, summarise, describe) in scored.items():
+        if source not in sources:
+            continue
         rows = []
-        for path in sorted((REAL_DIR / "vertebrae_t2").glob("*_image.nii.gz")):
-            r = evaluate_t2_case(path, out / "vertebrae_t2" / path.name.split("_image")[0], model_dir)
+        for path in sorted((REAL_DIR / source).glob("*_image.nii.gz")):
+            r = evaluate_case(path, out / source / path.name.split("_image")[0], model_dir)
             log(
-                f"  {r['case']}: {r['correct']}/{r['reference_discs']} named right, {r.get('predicted')}, "
-                f"count {r.get('lumbar_count')} ({r.get('count_basis')}), "
+                f"  {r['case']}: {describe(r)}, {r.get('predicted')}, "
                 f"errors {[round(e, 1) for e in r['normal_errors_deg']]}, doubts {r.get('doubts')}"
             )
             rows.append(r)
-        results["vertebrae_t2"] = {"rows": rows, "summary": summarise_t2(rows), "flags": flag_report(rows)}
-    if "vertebrae_mixed" in sources:
-        rows = []
-        for path in sorted((REAL_DIR / "vertebrae_mixed").glob("*_image.nii.gz")):
-            r = evaluate_mixed_case(path, out / "vertebrae_mixed" / path.name.split("_image")[0], model_dir)
-            log(
-                f"  {r['case']}: {r['detected']}/{r['reference_discs']} detected, {r.get('predicted')}, "
-                f"order {r['order_right']}/{r['order_pairs']}, errors {[round(e, 1) for e in r['normal_errors_deg']]}"
-                f", doubts {r.get('doubts')}"
-            )
-            rows.append(r)
-        results["vertebrae_mixed"] = {"rows": rows, "summary": summarise_mixed(rows), "flags": flag_report(rows)}
+        results[source] = {"rows": rows, "summary": summarise(rows), "flags": flag_report(rows)}
     if "sct_t2_lumbar" in sources:
         path = REAL_DIR / "unlabeled" / "sct_t2_lumbar_image.nii.gz"
         plan, _, message = _plan(path, out / "sct_t2_lumbar", model_dir)
