@@ -54,9 +54,16 @@ evaluate: $(STAMP)
 train: $(STAMP)
 	$(PY) scripts/train_all.py models --cache .cache/phantoms
 
+# The pure core (no Slicer, no torch): planning, phantom, measurement, geometry, labels, volume I/O, labeling.
+MYPY_CORE = -p SpineLocalizerLib.planning -p SpineLocalizerLib.phantom -p SpineMeasureLib \
+	-m SpineLocalizerLib.geometry -m SpineLocalizerLib.labels -m SpineLocalizerLib.volume_io \
+	-m SpineLocalizerLib.networks.labeling -m SpineLocalizerLib.networks.sequence_matching \
+	-m SpineLocalizerLib.networks.heatmap_levels -m SpineLocalizerLib.networks.canonical
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	MYPYPATH=SpineLocalizer:SpineMeasure $(VENV)/bin/mypy --exclude '/scene/' $(MYPY_CORE)
 
 clean:
 	rm -rf out .pytest_cache

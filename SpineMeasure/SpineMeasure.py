@@ -98,9 +98,9 @@ class SpineMeasureLogic(ScriptedLoadableModuleLogic):
         return add_results(slicer.mrmlScene, rows, name)
 
     def measureAutomatically(self, labelVolume) -> str:
+        from SpineLocalizerLib.planning.plan import plan_for_labels
         from SpineLocalizerLib.scene.volumes import volume_from_node
         from SpineMeasureLib.auto_mode import measure_plan
-        from SpineMeasureLib.validation import plan_for_labels
 
         if labelVolume is None:
             raise ValueError("Select the label map of the diagnostic images.")

@@ -4,8 +4,8 @@ level classifier be fine-tuned on label maps that have bodies only (shared/data/
 import numpy as np
 import pytest
 from SpineLocalizerLib.labels import VERTEBRA_CODES
-from SpineLocalizerLib.networks import data as D
-from SpineLocalizerLib.networks import levels as LV
+from SpineLocalizerLib.networks import data
+from SpineLocalizerLib.networks import levels as level_classifier
 from SpineLocalizerLib.networks.body_references import level_targets, reference_discs_from_bodies
 from SpineLocalizerLib.volume_io import Volume, read_volume, write_volume
 
@@ -67,28 +67,28 @@ def test_user_cases_with_bodies_only_train_the_level_classifier(five_lumbar, tmp
     folder, truth, labels, centres = five_lumbar
     write_volume(read_volume(folder / truth["files"]["localizer"]), tmp_path / "p21_image.nii.gz")
     write_volume(_bodies_only(labels), tmp_path / "p21_labels.nii.gz")
-    (case,) = D.user_cases(tmp_path)
+    (case,) = data.user_cases(tmp_path)
     grid_origin = np.asarray(case.level_targets[0][0])  # canonical voxels
     assert grid_origin.shape == (3,)
     names = {n for _, n in case.level_targets}
     assert {"T12-L1", "L4-L5", "L5-S1", "not a disc"} <= names
     rng = np.random.default_rng(4)
-    classes = [LV.level_sample(case, rng)[1] for _ in range(40)]
+    classes = [level_classifier.level_sample(case, rng)[1] for _ in range(40)]
     assert set(classes) <= {0, 1, 2, 3} and {0, 1} <= set(classes)
-    img, _ = LV.level_sample(case, rng)
-    assert img.shape == (1,) + LV.PATCH_2MM and np.isfinite(img).all()
+    img, _ = level_classifier.level_sample(case, rng)
+    assert img.shape == (1,) + level_classifier.PATCH_2MM and np.isfinite(img).all()
 
 
 def test_training_refuses_user_label_maps_without_disc_positions(five_lumbar, tmp_path):
     from SpineLocalizerLib.networks.train import train
 
     folder, truth, labels, _ = five_lumbar
-    data = tmp_path / "user"
-    data.mkdir()
-    write_volume(read_volume(folder / truth["files"]["localizer"]), data / "p21_image.nii.gz")
-    write_volume(_bodies_only(labels, ("L3",)), data / "p21_labels.nii.gz")  # one body: no disc between two
+    user_dir = tmp_path / "user"
+    user_dir.mkdir()
+    write_volume(read_volume(folder / truth["files"]["localizer"]), user_dir / "p21_image.nii.gz")
+    write_volume(_bodies_only(labels, ("L3",)), user_dir / "p21_labels.nii.gz")  # one body: no disc between two
     with pytest.raises(ValueError, match="no disc position"):
-        train("levels", tmp_path / "cache", tmp_path / "out", user_folder=data)
+        train("levels", tmp_path / "cache", tmp_path / "out", user_folder=user_dir)
     with pytest.raises(ValueError, match="no <case>_image"):
         train("levels", tmp_path / "cache", tmp_path / "out", user_folder=tmp_path / "cache")
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()  # nothing slow started

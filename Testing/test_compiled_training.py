@@ -5,20 +5,20 @@ from __future__ import annotations
 
 import pytest
 import torch
-from SpineLocalizerLib.networks import compiled as C
+from SpineLocalizerLib.networks import compiled
 from SpineLocalizerLib.networks.vnet import VNet
 
 
 def test_compile_modes(monkeypatch):
-    assert C.wants_compile("on") is True
-    assert C.wants_compile("off") is False
+    assert compiled.wants_compile("on") is True
+    assert compiled.wants_compile("off") is False
     with pytest.raises(ValueError, match="compile must be one of"):
-        C.wants_compile("fast")
+        compiled.wants_compile("fast")
     # "auto" asks for a C++ compiler on the PATH (Inductor's CPU code is C++).
-    monkeypatch.setattr(C.shutil, "which", lambda name: None)
-    assert C.wants_compile("auto") is False
-    monkeypatch.setattr(C.shutil, "which", lambda name: f"/usr/bin/{name}")
-    assert C.wants_compile("auto") is True
+    monkeypatch.setattr(compiled.shutil, "which", lambda name: None)
+    assert compiled.wants_compile("auto") is False
+    monkeypatch.setattr(compiled.shutil, "which", lambda name: f"/usr/bin/{name}")
+    assert compiled.wants_compile("auto") is True
 
 
 def test_compiler_failure_falls_back_to_eager(monkeypatch):
@@ -31,11 +31,11 @@ def test_compiler_failure_falls_back_to_eager(monkeypatch):
 
         return run
 
-    monkeypatch.setattr(C.torch, "compile", broken_compile)
+    monkeypatch.setattr(compiled.torch, "compile", broken_compile)
     torch.manual_seed(0)
     net = VNet(1, 3, 2, levels=2)
     messages: list[str] = []
-    forward = C.TrainingForward(net, True, messages.append)
+    forward = compiled.TrainingForward(net, True, messages.append)
     x = torch.randn(1, 1, 8, 8, 8)
     out = forward(x)
     assert torch.equal(out, net(x))
@@ -48,12 +48,14 @@ def test_compiler_failure_falls_back_to_eager(monkeypatch):
 
 def test_not_compiling_calls_the_module():
     net = VNet(1, 3, 2, levels=2)
-    forward = C.TrainingForward(net, False, lambda m: pytest.fail(m))
+    forward = compiled.TrainingForward(net, False, lambda m: pytest.fail(m))
     x = torch.randn(1, 1, 8, 8, 8)
     assert forward.mode == "eager" and torch.equal(forward(x), net(x))
 
 
-@pytest.mark.skipif(not C.wants_compile("auto"), reason="no C++ compiler on the PATH: torch.compile cannot run here")
+@pytest.mark.skipif(
+    not compiled.wants_compile("auto"), reason="no C++ compiler on the PATH: torch.compile cannot run here"
+)
 def test_compiled_step_matches_eager():
     torch.manual_seed(0)
     net = VNet(1, 3, 2, levels=2)
@@ -67,7 +69,7 @@ def test_compiled_step_matches_eager():
         return loss.item(), [p.grad.clone() for p in net.parameters()]
 
     eager_loss, eager_grads = grads(net)
-    forward = C.TrainingForward(net, True, lambda m: pytest.fail(m))
+    forward = compiled.TrainingForward(net, True, lambda m: pytest.fail(m))
     loss, compiled_grads = grads(forward)
     assert forward.mode == "compiled"
     assert loss == pytest.approx(eager_loss, rel=1e-5)

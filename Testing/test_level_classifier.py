@@ -4,85 +4,89 @@ the sequence matching that decides the lumbar count."""
 import numpy as np
 import pytest
 import torch
-from SpineLocalizerLib.networks import data as D
-from SpineLocalizerLib.networks import levels as LV
-from SpineLocalizerLib.networks.labeling import level_names
-from SpineLocalizerLib.networks.labeling import match_sequence as _match
+from SpineLocalizerLib.networks import data
+from SpineLocalizerLib.networks import levels as level_classifier
+from SpineLocalizerLib.networks.sequence_matching import level_names
+from SpineLocalizerLib.networks.sequence_matching import match_sequence as _match
 
 
 def test_classes_follow_the_upper_and_lower_vertebra():
-    assert [LV.class_of(n) for n in ("T8-T9", "T11-T12", "T12-L1")] == [0, 0, 0]
-    assert [LV.class_of(n) for n in ("L1-L2", "L4-L5", "L5-L6")] == [1, 1, 1]
-    assert [LV.class_of(n) for n in ("L4-S1", "L5-S1", "L6-S1")] == [2, 2, 2]
+    assert [level_classifier.class_of(n) for n in ("T8-T9", "T11-T12", "T12-L1")] == [0, 0, 0]
+    assert [level_classifier.class_of(n) for n in ("L1-L2", "L4-L5", "L5-L6")] == [1, 1, 1]
+    assert [level_classifier.class_of(n) for n in ("L4-S1", "L5-S1", "L6-S1")] == [2, 2, 2]
 
 
 def test_patch_is_centred_and_zero_outside_the_volume():
     vol = np.arange(20 * 22 * 24, dtype=np.float32).reshape(20, 22, 24)
-    p = LV.cut_patch(vol, (10, 11, 12), size=(6, 6, 6))
+    p = level_classifier.cut_patch(vol, (10, 11, 12), size=(6, 6, 6))
     assert np.array_equal(p, vol[7:13, 8:14, 9:15])
-    edge = LV.cut_patch(vol, (1, 11, 12), size=(6, 6, 6))  # starts 2 voxels before the volume
+    edge = level_classifier.cut_patch(vol, (1, 11, 12), size=(6, 6, 6))  # starts 2 voxels before the volume
     assert np.all(edge[:2] == 0) and np.array_equal(edge[2:], vol[0:4, 8:14, 9:15])
-    assert not LV.cut_patch(vol, (100, 11, 12), size=(6, 6, 6)).any()
-    assert LV.cut_patch(vol.astype(np.uint8), (10, 11, 12)).dtype == np.uint8
+    assert not level_classifier.cut_patch(vol, (100, 11, 12), size=(6, 6, 6)).any()
+    assert level_classifier.cut_patch(vol.astype(np.uint8), (10, 11, 12)).dtype == np.uint8
 
 
 def test_level_net_gives_log_probabilities_of_each_class_per_candidate():
-    net = LV.LevelNet().eval()
+    net = level_classifier.LevelNet().eval()
     image = np.random.default_rng(0).random((60, 60, 80)).astype(np.float32)
-    logp = LV.class_log_probabilities(net, image, np.array([[30.0, 30.0, 20.0], [30.0, 30.0, 60.0]]))
-    assert logp.shape == (2, len(LV.CLASSES)) == (2, 4)
+    logp = level_classifier.class_log_probabilities(net, image, np.array([[30.0, 30.0, 20.0], [30.0, 30.0, 60.0]]))
+    assert logp.shape == (2, len(level_classifier.CLASSES)) == (2, 4)
     assert np.allclose(np.exp(logp).sum(axis=1), 1.0, atol=1e-5)
-    assert LV.class_log_probabilities(net, image, np.zeros((0, 3))).shape == (0, 4)
+    assert level_classifier.class_log_probabilities(net, image, np.zeros((0, 3))).shape == (0, 4)
     assert sum(p.numel() for p in net.parameters()) < 1_000_000
 
 
 def test_unsure_candidates_are_averaged_with_their_mirror_image_and_sure_ones_are_not(monkeypatch):
     torch.manual_seed(0)
-    net = LV.LevelNet().eval()  # untrained: near-uniform probabilities, unsure of every patch
+    net = level_classifier.LevelNet().eval()  # untrained: near-uniform probabilities, unsure of every patch
     image = np.random.default_rng(3).random((60, 60, 80)).astype(np.float32)
     centre = np.array([[27.0, 30.0, 40.0]])
     mirrored = np.ascontiguousarray(image[::-1])
     centre_m = np.array([[60.0 - 27.0, 30.0, 40.0]])  # the same patch, mirrored (cut_patch starts at centre - 24)
     # (normalised on a subsample of the patch, so equal to ~1e-4)
-    assert np.allclose(LV.patches_at(mirrored, centre_m)[0, 0], LV.patches_at(image, centre)[0, 0, ::-1], atol=1e-3)
-    both = np.exp(LV.class_log_probabilities(net, image, centre))
-    assert both.max() < LV.MIRROR_BELOW
-    assert np.allclose(both, np.exp(LV.class_log_probabilities(net, mirrored, centre_m)), atol=1e-4)
-    monkeypatch.setattr(LV, "MIRROR_BELOW", 0.0)  # every patch counts as sure: single views only
-    one = np.exp(LV.class_log_probabilities(net, image, centre))
-    other = np.exp(LV.class_log_probabilities(net, mirrored, centre_m))
+    assert np.allclose(
+        level_classifier.patches_at(mirrored, centre_m)[0, 0],
+        level_classifier.patches_at(image, centre)[0, 0, ::-1],
+        atol=1e-3,
+    )
+    both = np.exp(level_classifier.class_log_probabilities(net, image, centre))
+    assert both.max() < level_classifier.MIRROR_BELOW
+    assert np.allclose(both, np.exp(level_classifier.class_log_probabilities(net, mirrored, centre_m)), atol=1e-4)
+    monkeypatch.setattr(level_classifier, "MIRROR_BELOW", 0.0)  # every patch counts as sure: single views only
+    one = np.exp(level_classifier.class_log_probabilities(net, image, centre))
+    other = np.exp(level_classifier.class_log_probabilities(net, mirrored, centre_m))
     assert np.abs(one - other).max() > 1e-2  # the single views differ: the average is what makes it symmetric
     assert np.allclose(both, 0.5 * (one + other), atol=1e-5)
     # Two candidates, the threshold between their top probabilities: only the less sure one is averaged.
     centres = np.array([[27.0, 30.0, 40.0], [30.0, 34.0, 30.0]])
-    single = np.exp(LV.class_log_probabilities(net, image, centres))
+    single = np.exp(level_classifier.class_log_probabilities(net, image, centres))
     tops = single.max(axis=1)
     assert abs(tops[0] - tops[1]) > 1e-3
-    monkeypatch.setattr(LV, "MIRROR_BELOW", float(tops.mean()))
-    mixed = np.exp(LV.class_log_probabilities(net, image, centres))
+    monkeypatch.setattr(level_classifier, "MIRROR_BELOW", float(tops.mean()))
+    mixed = np.exp(level_classifier.class_log_probabilities(net, image, centres))
     sure = int(np.argmax(tops))
     assert np.allclose(mixed[sure], single[sure]) and not np.allclose(mixed[1 - sure], single[1 - sure], atol=1e-3)
 
 
 def test_training_samples_carry_the_class_of_the_disc_they_show(phantoms, tmp_path):
-    case = D.load_case(D.make_phantom_case(11, tmp_path))
+    case = data.load_case(data.make_phantom_case(11, tmp_path))
     rng = np.random.default_rng(1)
     seen = set()
     for _ in range(12):
-        img, cls = LV.level_sample(case, rng)
-        assert img.shape == (1,) + LV.PATCH_2MM and np.isfinite(img).all() and img.max() > 0
+        img, cls = level_classifier.level_sample(case, rng)
+        assert img.shape == (1,) + level_classifier.PATCH_2MM and np.isfinite(img).all() and img.max() > 0
         seen.add(cls)
     assert seen <= {0, 1, 2, 3} and len(seen) >= 2
     # With a single disc left in the case, the class is that disc's, or now and then "not a disc".
     code, info = next((c, i) for c, i in case.discs.items() if i["name"] == "T12-L1")
-    only = D.Case(case.labels, case.tissue, None, {code: info})
-    drawn = [LV.level_sample(only, rng)[1] for _ in range(8)]
-    assert set(drawn) <= {0, LV.NOT_A_DISC} and drawn.count(0) >= 4
+    only = data.Case(case.labels, case.tissue, None, {code: info})
+    drawn = [level_classifier.level_sample(only, rng)[1] for _ in range(8)]
+    assert set(drawn) <= {0, level_classifier.NOT_A_DISC} and drawn.count(0) >= 4
 
 
 def _chain(n_components: int):
     centres = np.array([[0.0, 0.0, 36.0 * r] for r in range(n_components)])
-    return np.zeros((n_components, len(D.LEVELS))), centres
+    return np.zeros((n_components, len(data.LEVELS))), centres
 
 
 def _confident(classes) -> np.ndarray:
@@ -93,21 +97,23 @@ def _confident(classes) -> np.ndarray:
 
 
 @pytest.mark.parametrize("n_lumbar", [4, 5, 6])
-def test_the_classifier_decides_the_lumbar_count(n_lumbar):
+def test_the_classifier_decides_the_lumbar_count_as_far_as_its_accuracy_carries(n_lumbar, monkeypatch):
     # Lumbosacral at the bottom, n_lumbar - 1 lumbar discs, then thoracic ones: thickness and footprint are the
     # same everywhere, so only the classifier can tell where the thoracolumbar junction is.
+    from SpineLocalizerLib.networks import sequence_matching
+
     classes = [2] + [1] * (n_lumbar - 1) + [0] * 4
     responses, centres = _chain(len(classes))
     heights, areas = np.full(len(classes), 8.0), np.full(len(classes), 1000.0)
-    _, count, shift, names = _match(
-        responses,
-        centres,
-        None,
-        heights_mm=heights,
-        areas_mm2=areas,
-        sacrum_below=True,
-        class_logp=_confident(classes),
-    )
+    kwargs = dict(heights_mm=heights, areas_mm2=areas, sacrum_below=True, class_logp=_confident(classes))
+    # With its junction error on unseen scanners (JUNCTION_ERROR_UNSEEN) one patch cannot outweigh the prevalence
+    # of five: five is kept and the classifier's reading is reported.
+    overruled: dict = {}
+    assert _match(responses, centres, None, overruled=overruled, **kwargs)[1:3] == (5, 0)
+    assert overruled == ({} if n_lumbar == 5 else {"count": n_lumbar})
+    # A classifier right 99 % of the time at the junction would carry its reading.
+    monkeypatch.setattr(sequence_matching, "COUNT_EVIDENCE_CAP", float(np.log(0.99 / 0.01)))
+    _, count, shift, names = _match(responses, centres, None, **kwargs)
     assert (count, shift) == (n_lumbar, 0)
     assert names[n_lumbar] == "T12-L1" and names[0].endswith("-S1")
 
@@ -127,7 +133,7 @@ def _confident4(classes) -> np.ndarray:
     return logp
 
 
-def test_a_sacral_candidate_below_the_lumbosacral_disc_is_not_named():
+def test_a_sacral_candidate_below_the_lumbosacral_disc_is_not_named(monkeypatch):
     # Bottom-up: a candidate in the sacrum (class 3), the lumbosacral disc, four lumbar, four thoracic discs.
     classes = [3, 2, 1, 1, 1, 1, 0, 0, 0, 0]
     responses, centres = _chain(len(classes))
@@ -137,6 +143,12 @@ def test_a_sacral_candidate_below_the_lumbosacral_disc_is_not_named():
     # Read as a disc (a three-class classifier cannot say otherwise), it would add a lumbar vertebra.
     three = _confident4(classes)[:, :3]
     three[0] = np.log([0.02, 0.02, 0.96])
+    overruled: dict = {}
+    assert _match(responses, centres, None, sacrum_below=True, class_logp=three, overruled=overruled)[1:3] == (5, 0)
+    assert overruled == {"count": 6}  # (five kept: one patch's evidence is capped, sequence_matching)
+    from SpineLocalizerLib.networks import sequence_matching
+
+    monkeypatch.setattr(sequence_matching, "COUNT_EVIDENCE_CAP", 10.0)
     assert _match(responses, centres, None, sacrum_below=True, class_logp=three)[1:3] == (6, 0)
 
 
@@ -151,7 +163,7 @@ def _disc_stack(n_discs: int):
     for k in ks:
         prob[10:30, 12:28, k - 2 : k + 3] = 0.95
     grid = CanonicalGrid(origin=np.zeros(3), size=size, spacing=2.0)
-    heat4 = np.zeros((len(D.LEVELS), 20, 20, 100), dtype=np.float32)
+    heat4 = np.zeros((len(data.LEVELS), 20, 20, 100), dtype=np.float32)
     box = tuple(slice(0, n) for n in size)
     return (prob, heat4, np.zeros(3, int), box, grid, None), ks
 

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from SpineMeasureLib import geometry as G
+from SpineMeasureLib import geometry
 from SpineMeasureLib.landmark_mode import load_landmarks, measure_landmarks
 
 
@@ -99,7 +99,7 @@ def test_disc_height_along_the_normal_when_given():
 )
 def test_msu_class_hand_cases(apex, expected):
     # Intra-facet line y = 20 between tips at x = +-10; disc border y = 10; left = +x, posterior = +y.
-    size, zone, _ = G.msu_class(apex, [apex[0], 10, 0], [10, 20, 0], [-10, 20, 0], [1, 0, 0], [0, 1, 0])
+    size, zone, _ = geometry.msu_class(apex, [apex[0], 10, 0], [10, 20, 0], [-10, 20, 0], [1, 0, 0], [0, 1, 0])
     assert (size, zone) == expected
 
 
@@ -116,4 +116,4 @@ def test_landmark_file_errors_are_clear(tmp_path):
 def test_polygon_area_is_orientation_independent():
     square = np.array([[0, 0, 0], [10, 0, 0], [10, 10, 0], [0, 10, 0]], dtype=float)
     rot = np.array([[1, 0, 0], [0, np.cos(0.7), -np.sin(0.7)], [0, np.sin(0.7), np.cos(0.7)]])
-    assert G.polygon_area(square @ rot.T + 5) == pytest.approx(100.0)
+    assert geometry.polygon_area(square @ rot.T + 5) == pytest.approx(100.0)

@@ -7,8 +7,9 @@ import json
 
 import numpy as np
 import pytest
-from SpineLocalizerLib.networks import data as D
-from SpineLocalizerLib.networks.labeling import (
+from SpineLocalizerLib.networks import data
+from SpineLocalizerLib.networks.sequence_matching import (
+    COUNT_EVIDENCE_CAP,
     COUNT_LOG_PRIOR,
     COUNT_SEEN_MARGIN,
     level_names,
@@ -25,7 +26,7 @@ def _chain(classes, p_right):
     centres = np.array([[0.0, 0.0, 36.0 * r] for r in range(n)])
     logp = np.full((n, 3), np.log((1 - p_right) / 2))
     logp[np.arange(n), classes] = np.log(p_right)
-    return np.zeros((n, len(D.LEVELS))), centres, logp
+    return np.zeros((n, len(data.LEVELS))), centres, logp
 
 
 def test_count_prior_follows_prevalence():
@@ -48,14 +49,41 @@ def test_a_weak_lean_to_four_lumbar_stays_five_and_is_assumed():
     assert "too little against its prevalence" in ev["evidence"]
 
 
-def test_a_clear_four_lumbar_spine_is_seen_and_asks_to_verify():
+def test_a_clear_four_lumbar_spine_is_seen_where_the_classifier_is_trusted_and_asks_to_verify(monkeypatch):
+    from SpineLocalizerLib.networks import sequence_matching
+
+    monkeypatch.setattr(sequence_matching, "COUNT_EVIDENCE_CAP", 10.0)  # a classifier trusted at the junction
     classes = [2, 1, 1, 1, 0, 0, 0, 0]
     responses, centres, logp = _chain(classes, 0.999)
     by_count: dict[int, float] = {}
-    _, count, shift, names = match_sequence(responses, centres, None, class_logp=logp, by_count=by_count)
-    assert count == 4
+    overruled: dict = {}
+    _, count, shift, names = match_sequence(
+        responses, centres, None, class_logp=logp, by_count=by_count, overruled=overruled
+    )
+    assert count == 4 and overruled == {}
     ev = naming_evidence(count, None, by_count, [names[r] for r in range(len(classes))], shift)
     assert ev["count_basis"] == "seen" and ev["count_margin"] >= COUNT_SEEN_MARGIN and ev["verify_count"]
+
+
+def test_four_lumbar_read_by_one_junction_patch_is_overruled_and_asks_to_verify():
+    # The classifier is sure of four lumbar vertebrae; its junction error on unseen scanners caps that evidence
+    # below the prevalence of five.
+    classes = [2, 1, 1, 1, 0, 0, 0, 0]
+    responses, centres, logp = _chain(classes, 0.999)
+    by_count: dict[int, float] = {}
+    overruled: dict = {}
+    _, count, shift, names = match_sequence(
+        responses, centres, None, class_logp=logp, by_count=by_count, overruled=overruled
+    )
+    assert by_count[4] - by_count[5] > COUNT_EVIDENCE_CAP  # the images alone are sure ...
+    assert count == 5 and shift == 0 and overruled == {"count": 4}  # ... but one patch does not carry it
+    ev = naming_evidence(count, None, by_count, [names[r] for r in range(len(classes))], shift, overruled["count"])
+    assert ev["count_basis"] == "assumed" and ev["verify_count"] and ev["classifier_count"] == 4
+    assert "too little evidence" in ev["evidence"]
+    plan = {"lumbar_count": count, "naming": ev, "quality": {}, "discs": []}
+    assert [d["code"] for d in plan_doubts(plan)] == ["count_disputed"]
+    # The user's count is never overruled.
+    assert match_sequence(responses, centres, 4, class_logp=logp)[1] == 4
 
 
 def test_count_without_the_junction_in_view_is_assumed_and_a_given_count_is_given():

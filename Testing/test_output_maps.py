@@ -2,7 +2,7 @@
 input's grid, and that none of it changes the naming."""
 
 import numpy as np
-from SpineLocalizerLib.networks import output_maps as OM
+from SpineLocalizerLib.networks import output_maps
 from SpineLocalizerLib.networks.canonical import CanonicalGrid
 from SpineLocalizerLib.volume_io import Volume
 
@@ -15,7 +15,7 @@ def _grid(size=(20, 20, 20)):
 def test_the_shifted_box_grid_samples_half_a_voxel_further_on_every_axis():
     grid = _grid()
     box = (slice(2, 12), slice(4, 10), slice(0, 20))
-    g0, g1 = OM.box_grid(grid, box), OM.box_grid(grid, box, OM.SHIFT_VOX)
+    g0, g1 = output_maps.box_grid(grid, box), output_maps.box_grid(grid, box, output_maps.SHIFT_VOX)
     assert g0.size == g1.size == (10, 6, 20)
     assert np.allclose(g0.index_to_world([0, 0, 0]), grid.index_to_world([2, 4, 0]))
     assert np.allclose(g1.index_to_world([0, 0, 0]) - g0.index_to_world([0, 0, 0]), [1.0, 1.0, 1.0])
@@ -27,22 +27,22 @@ def test_a_plane_between_voxels_is_placed_by_the_log_odds_not_half_way():
     grid = _grid()
     disc = np.full(grid.size, -1.0, dtype=np.float32)
     disc[:10] = 3.0  # voxel 9 (x = -2 mm) +3, voxel 10 (x = 0 mm) -1: zero crossing at x = -0.5 mm
-    maps = [OM.OutputMap(grid, disc, disc)]
+    maps = [output_maps.OutputMap(grid, disc, disc)]
     target = Volume(np.zeros((40, 4, 4), dtype=np.float32), (0.25, 1.0, 1.0), np.array([-5.0, -2.0, -2.0]), np.eye(3))
     x = -5.0 + 0.25 * np.arange(40)
-    inside = OM.margin_on(maps, "disc", target)[:, 1, 1] >= 0
+    inside = output_maps.margin_on(maps, "disc", target)[:, 1, 1] >= 0
     assert np.array_equal(inside, x <= -0.5 + 1e-6)
 
 
 def test_maps_are_averaged_on_the_target_and_empty_outside_them():
     grid = _grid()
-    a = OM.OutputMap(grid, np.full(grid.size, 2.0, np.float32), np.full(grid.size, 2.0, np.float32))
-    b = OM.OutputMap(grid, np.full(grid.size, -4.0, np.float32), np.full(grid.size, 0.0, np.float32))
+    a = output_maps.OutputMap(grid, np.full(grid.size, 2.0, np.float32), np.full(grid.size, 2.0, np.float32))
+    b = output_maps.OutputMap(grid, np.full(grid.size, -4.0, np.float32), np.full(grid.size, 0.0, np.float32))
     target = Volume(np.zeros((30, 3, 3), dtype=np.float32), (2.0, 2.0, 2.0), np.array([-10.0, 0.0, 0.0]), np.eye(3))
-    disc = OM.margin_on([a, b], "disc", target)
-    spine = OM.margin_on([a, b], "spine", target)
+    disc = output_maps.margin_on([a, b], "disc", target)
+    spine = output_maps.margin_on([a, b], "spine", target)
     assert np.allclose(disc[:5], -1.0) and np.allclose(spine[:5], 1.0)
-    assert np.allclose(disc[-3:], OM.OUTSIDE_MARGIN)  # x = 44.. 48 mm: beyond the grid (up to 18 mm)
+    assert np.allclose(disc[-3:], output_maps.OUTSIDE_MARGIN)  # x = 44.. 48 mm: beyond the grid (up to 18 mm)
 
 
 def test_draw_output_maps_reuses_the_naming_pass_and_runs_one_shifted_pass():
@@ -58,16 +58,16 @@ def test_draw_output_maps_reuses_the_naming_pass_and_runs_one_shifted_pass():
         return np.full(g.size, float(g.origin[0]), dtype=np.float32)
 
     first = np.zeros((3,) + tuple(s.stop - s.start for s in box), dtype=np.float32)
-    maps = OM.draw_output_maps(segment, image_on, grid, box, first)
+    maps = output_maps.draw_output_maps(segment, image_on, grid, box, first)
     assert seen == [(8, 8, 16)]  # only the shifted pass ran
     assert len(maps) == 2 and np.allclose(maps[0].disc, -np.log(2.0))  # logits 0, 0, 0: disc odds 1 : 2
     assert np.allclose(maps[1].grid.origin - maps[0].grid.origin, 1.0)
-    assert len(OM.draw_output_maps(segment, image_on, grid, box, first, shifted=False)) == 1
+    assert len(output_maps.draw_output_maps(segment, image_on, grid, box, first, shifted=False)) == 1
 
 
 def test_the_shifted_pass_leaves_the_naming_and_sharpens_the_discs(phantoms):
+    from pipeline_evaluation import dice
     from SpineLocalizerLib.labels import DISC_CODE_OFFSET
-    from SpineLocalizerLib.networks.evaluation import dice
     from SpineLocalizerLib.networks.infer import discs_on, run_pipeline
     from SpineLocalizerLib.volume_io import read_volume
 
@@ -89,7 +89,7 @@ def test_the_shifted_pass_leaves_the_naming_and_sharpens_the_discs(phantoms):
 def test_the_shifted_pass_sees_the_input_scaled_as_the_first_pass_did():
     """The box is resampled on its own for the shifted pass; with the first pass's intensity levels it must
     reproduce the first pass's image exactly at zero shift (one image, and a fused sagittal + coronal pair)."""
-    from SpineLocalizerLib.networks import infer as I
+    from SpineLocalizerLib.networks import infer
 
     rng = np.random.default_rng(3)
     sag = Volume(rng.gamma(2.0, 100.0, size=(12, 90, 80)).astype(np.float32), (4.0, 1.5, 1.5), np.zeros(3), np.eye(3))
@@ -100,14 +100,14 @@ def test_the_shifted_pass_sees_the_input_scaled_as_the_first_pass_did():
         np.eye(3),
     )
     for images in ([sag], [sag, cor]):
-        image, grid, levels = I._prepare(images, "lps")
-        assert np.array_equal(image, I.prepare_input(images)[0])
+        image, grid, levels = infer._prepare(images, "lps")
+        assert np.array_equal(image, infer.prepare_input(images)[0])
         box = (slice(40, 72), slice(40, 72), slice(40, 80))
-        part = I._canonical_image(images, OM.box_grid(grid, box), levels)
+        part = infer._canonical_image(images, output_maps.box_grid(grid, box), levels)
         assert np.allclose(part, image[box], atol=1e-5)
     # The pair is each image scaled by its own levels and averaged where both are: not the first image alone.
-    pair, _, _ = I._prepare([sag, cor], "lps")
-    alone, _, _ = I._prepare([sag], "lps")
+    pair, _, _ = infer._prepare([sag, cor], "lps")
+    alone, _, _ = infer._prepare([sag], "lps")
     assert not np.allclose(pair, alone)
 
 

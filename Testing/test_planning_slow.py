@@ -1,7 +1,7 @@
 """Planning accuracy on 50 varied phantoms (run with `make slow`; the numbers are in the README)."""
 
 import pytest
-from SpineLocalizerLib.planning.evaluation import evaluate, summary
+from planning_evaluation import evaluate, summary
 
 
 @pytest.mark.slow

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 from SpineLocalizerLib.labels import VERTEBRA_CODES
-from SpineLocalizerLib.networks.evaluation import resample_to_localizer
+from SpineLocalizerLib.networks.localizer_like import resample_to_localizer
 from SpineLocalizerLib.volume_io import Volume, read_volume, write_volume
 
 REAL_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real"

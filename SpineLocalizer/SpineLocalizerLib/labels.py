@@ -28,6 +28,9 @@ VERTEBRA_CODES: dict[str, int] = {
 CODE_TO_VERTEBRA: dict[int, str] = {v: k for k, v in VERTEBRA_CODES.items()}
 
 DISC_CODE_OFFSET = 100
+# Vertebrae whose discs below them count as lumbar levels (T12-L1 .. the lumbosacral disc, six lumbar included):
+# the levels a lumbar protocol plans and measures.
+LUMBAR_REGION = ("T12", "L1", "L2", "L3", "L4", "L5", "L6")
 
 STRUCTURE_CODES: dict[str, int] = {
     "dural_sac": 1,

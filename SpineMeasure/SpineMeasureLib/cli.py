@@ -21,10 +21,11 @@ OWNED = ("measurements.csv", "measurements.json", "level_*.png", "agreement.csv"
 
 
 def _measure(args) -> int:
+    from SpineLocalizerLib.planning.plan import plan_for_labels
+
     from .auto_mode import measure_plan
     from .figures import level_png
     from .landmark_mode import load_landmarks, measure_landmarks
-    from .validation import plan_for_labels
 
     thresholds = Thresholds(
         recess_angle_deg=args.recess_angle_threshold, recess_angle_flag_below=not args.recess_angle_flag_above

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ def bland_altman_png(rows_a, rows_b, png: Path, label_a: str = "A", label_b: str
     plt.close(fig)
 
 
-def level_png(image, disc: dict[str, Any], rows, png: Path) -> None:
+def level_png(image, disc: Mapping[str, Any], rows, png: Path) -> None:
     """The disc's axial plane with every landmark of its rows drawn, and the values listed."""
     from SpineLocalizerLib.reslice import sample_plane
 
@@ -68,7 +69,7 @@ def level_png(image, disc: dict[str, Any], rows, png: Path) -> None:
     fig, (ax, tx) = plt.subplots(1, 2, figsize=(11, 5.5), gridspec_kw={"width_ratios": [1.2, 1]})
     lo, hi = np.percentile(pix, [1, 99.5])
     ax.imshow(pix, cmap="gray", vmin=lo, vmax=hi)
-    colours = plt.cm.tab10.colors
+    colours = [plt.get_cmap("tab10")(k) for k in range(10)]
     lines = []
     for i, r in enumerate(r for r in rows if r.status == "ok" and r.landmarks):
         pts = [v for v in r.landmarks.values() if isinstance(v, list) and len(v) == 3]

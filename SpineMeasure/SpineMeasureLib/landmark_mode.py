@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from . import geometry as G
+from . import geometry
 from .catalogue import Thresholds
 from .results import Row, make_row, not_measurable
 
@@ -31,29 +31,29 @@ def _spec() -> list[tuple[str, list[str], list[str], Any]]:
 
     def height(p, c, lvl):
         if "normal" in lvl:
-            return G.distance_along(p["disc_superior"], p["disc_inferior"], lvl["normal"])
-        return G.distance(p["disc_superior"], p["disc_inferior"])
+            return geometry.distance_along(p["disc_superior"], p["disc_inferior"], lvl["normal"])
+        return geometry.distance(p["disc_superior"], p["disc_inferior"])
 
-    spec = [
+    spec: list[tuple[str, list[str], list[str], Any]] = [
         ("disc_height_mm", ["disc_superior", "disc_inferior"], [], height),
         (
             "canal_diameter_mm",
             ["disc_posterior_mid", "spinous_mid"],
             [],
-            lambda p, c, lvl: G.distance(p["disc_posterior_mid"], p["spinous_mid"]),
+            lambda p, c, lvl: geometry.distance(p["disc_posterior_mid"], p["spinous_mid"]),
         ),
         (
             "dural_sac_ap_mm",
             ["sac_anterior", "sac_posterior"],
             [],
-            lambda p, c, lvl: G.distance(p["sac_anterior"], p["sac_posterior"]),
+            lambda p, c, lvl: geometry.distance(p["sac_anterior"], p["sac_posterior"]),
         ),
-        ("canal_area_mm2", [], ["dural_sac"], lambda p, c, lvl: G.polygon_area(c["dural_sac"])),
+        ("canal_area_mm2", [], ["dural_sac"], lambda p, c, lvl: geometry.polygon_area(c["dural_sac"])),
         (
             "herniation_ratio",
             [],
             ["herniation", "canal"],
-            lambda p, c, lvl: G.polygon_area(c["herniation"]) / G.polygon_area(c["canal"]),
+            lambda p, c, lvl: geometry.polygon_area(c["herniation"]) / geometry.polygon_area(c["canal"]),
         ),
     ]
     for s in SIDES:
@@ -62,13 +62,15 @@ def _spec() -> list[tuple[str, list[str], list[str], Any]]:
                 f"foraminal_height_{s}_mm",
                 [f"upper_pedicle_inferior_{s}", f"lower_pedicle_superior_{s}"],
                 [],
-                lambda p, c, lvl, s=s: G.distance(p[f"upper_pedicle_inferior_{s}"], p[f"lower_pedicle_superior_{s}"]),
+                lambda p, c, lvl, s=s: geometry.distance(
+                    p[f"upper_pedicle_inferior_{s}"], p[f"lower_pedicle_superior_{s}"]
+                ),
             ),
             (
                 f"facet_angle_{s}_deg",
                 ["midline_anterior", "midline_posterior", f"facet_{s}_anterior", f"facet_{s}_posterior"],
                 [],
-                lambda p, c, lvl, s=s: G.line_angle_deg(
+                lambda p, c, lvl, s=s: geometry.line_angle_deg(
                     p["midline_anterior"], p["midline_posterior"], p[f"facet_{s}_anterior"], p[f"facet_{s}_posterior"]
                 ),
             ),
@@ -76,17 +78,19 @@ def _spec() -> list[tuple[str, list[str], list[str], Any]]:
                 f"lateral_recess_depth_{s}_mm",
                 [f"sap_tip_{s}", f"floor_{s}_a", f"floor_{s}_b"],
                 [],
-                lambda p, c, lvl, s=s: G.point_line_distance(p[f"sap_tip_{s}"], p[f"floor_{s}_a"], p[f"floor_{s}_b"]),
+                lambda p, c, lvl, s=s: geometry.point_line_distance(
+                    p[f"sap_tip_{s}"], p[f"floor_{s}_a"], p[f"floor_{s}_b"]
+                ),
             ),
             (
                 f"lateral_recess_angle_{s}_deg",
                 [f"floor_{s}_a", f"floor_{s}_b", f"roof_{s}_a", f"roof_{s}_b"],
                 [],
-                lambda p, c, lvl, s=s: G.line_angle_deg(
+                lambda p, c, lvl, s=s: geometry.line_angle_deg(
                     p[f"floor_{s}_a"], p[f"floor_{s}_b"], p[f"roof_{s}_a"], p[f"roof_{s}_b"]
                 ),
             ),
-            (f"psoas_area_{s}_mm2", [], [f"psoas_{s}"], lambda p, c, lvl, s=s: G.polygon_area(c[f"psoas_{s}"])),
+            (f"psoas_area_{s}_mm2", [], [f"psoas_{s}"], lambda p, c, lvl, s=s: geometry.polygon_area(c[f"psoas_{s}"])),
         ]
     return spec
 
@@ -145,7 +149,7 @@ def _derived(level: str, rows: list[Row], method: str, thresholds: Thresholds, p
             apex, border, tl, tr = (points[n] for n in need)
             left = tl - tr
             post = (apex - border) - left * ((apex - border) @ left) / (left @ left)
-            size, zone, _ = G.msu_class(apex, border, tl, tr, left, post)
+            size, zone, _ = geometry.msu_class(apex, border, tl, tr, left, post)
             out.append(make_row(level, "msu_class", f"{size}-{zone}", method, {n: points[n] for n in need}, thresholds))
         else:
             missing = [n for n in need if n not in points]

@@ -15,6 +15,6 @@ def areas_per_slice(mask: Volume, code: int) -> list[tuple[int, float]]:
     axis = int(np.argmax(np.abs(mask.direction[2, :])))
     inplane = [i for i in range(3) if i != axis]
     edges = [mask.direction[:, i] * mask.spacing[i] for i in inplane]
-    pixel_mm2 = float(np.linalg.norm(np.cross(*edges)))
+    pixel_mm2 = float(np.linalg.norm(np.cross(edges[0], edges[1])))
     counts = np.count_nonzero(mask.array == code, axis=tuple(inplane))
     return [(int(k), float(c) * pixel_mm2) for k, c in enumerate(counts) if c > 0]

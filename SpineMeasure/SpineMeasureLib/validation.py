@@ -7,10 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from SpineLocalizerLib.labels import is_disc_code
-from SpineLocalizerLib.planning.plan import build_plan
-from SpineLocalizerLib.planning.protocol import default_protocol
-from SpineLocalizerLib.volume_io import Volume, read_volume
+from SpineLocalizerLib.planning.plan import plan_for_labels
+from SpineLocalizerLib.volume_io import read_volume
 
 from .auto_mode import measure_plan
 from .results import Row
@@ -34,17 +32,6 @@ ANGLES = (
 AREAS = ("canal_area_mm2", "psoas_area_left_mm2", "psoas_area_right_mm2")
 
 
-def plan_for_labels(labels: Volume, lumbar_count: int) -> dict[str, Any]:
-    """The plan a reader would measure on: planned from the disc labels of the same label map."""
-    lut = np.array([is_disc_code(v) for v in range(256)])
-    discs = Volume(
-        np.where(lut[labels.array], labels.array, 0).astype(np.uint8), labels.spacing, labels.origin, labels.direction
-    )
-    protocol = default_protocol()
-    plan, _ = build_plan(discs, protocol=protocol, lumbar_count=lumbar_count)
-    return plan
-
-
 def compare_case(folder: Path) -> list[dict[str, Any]]:
     truth = json.loads((folder / "truth.json").read_text())
     labels = read_volume(folder / truth["files"]["highres_labels"])
@@ -59,6 +46,7 @@ def pair_with_truth(rows: list[Row], truth: dict[str, Any]) -> list[dict[str, An
     out = []
     for r in rows:
         ref = by_level.get(r.level, {})
+        expected: float | str | None
         if r.measurement == "offset_angle_deg":
             expected = 0.0  # the reference plane is the true disc plane
         elif r.measurement == "msu_class":

@@ -20,12 +20,12 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from planning_evaluation import variation
 from SpineLocalizerLib.geometry import angle_between_deg
 from SpineLocalizerLib.networks import MODEL_DIR
 from SpineLocalizerLib.phantom.generate import generate_case
 from SpineLocalizerLib.phantom.params import sample_params
 from SpineLocalizerLib.pipeline import plan_from_localizer
-from SpineLocalizerLib.planning.evaluation import variation
 from SpineLocalizerLib.planning.quality import FEATURES
 from SpineLocalizerLib.volume_io import read_volume
 

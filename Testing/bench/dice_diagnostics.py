@@ -17,14 +17,14 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from pipeline_evaluation import dice
+from planning_evaluation import variation
 from scipy import ndimage
 from SpineLocalizerLib.labels import CODE_TO_VERTEBRA, DISC_CODE_OFFSET
 from SpineLocalizerLib.networks import MODEL_DIR, infer
 from SpineLocalizerLib.networks.canonical import from_canonical
-from SpineLocalizerLib.networks.evaluation import dice
 from SpineLocalizerLib.phantom.generate import generate_case, spine_mask
 from SpineLocalizerLib.phantom.params import sample_params
-from SpineLocalizerLib.planning.evaluation import variation
 from SpineLocalizerLib.volume_io import read_volume
 
 TUNING_SEED_BASE = 60000

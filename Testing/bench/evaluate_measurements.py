@@ -12,9 +12,9 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+from planning_evaluation import EVAL_SEED_BASE, variation
 from SpineLocalizerLib.phantom.generate import generate_case
 from SpineLocalizerLib.phantom.params import sample_params
-from SpineLocalizerLib.planning.evaluation import EVAL_SEED_BASE, variation
 from SpineMeasureLib.validation import compare_case, summarise
 
 

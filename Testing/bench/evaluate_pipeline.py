@@ -15,9 +15,10 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+from pipeline_evaluation import dump, evaluate_phantoms, summarise
+from planning_evaluation import EVAL_SEED_BASE
 from SpineLocalizerLib.networks import MODEL_DIR
-from SpineLocalizerLib.networks.evaluation import dump, evaluate_phantoms, summarise
-from SpineLocalizerLib.planning.evaluation import EVAL_SEED_BASE
 
 
 def main() -> None:
@@ -59,8 +60,8 @@ def main() -> None:
         )
         print(f"| lumbar count correct | {s['lumbar_count_correct']:.3f} | - |")
         # The sweep holds far more four- and six-lumbar spines than a clinic sees (see variation()): report each
-        # count apart and the identification re-weighted to their prevalence (labeling.COUNT_PREVALENCE).
-        from SpineLocalizerLib.networks.labeling import COUNT_PREVALENCE
+        # count apart and the identification re-weighted to their prevalence (sequence_matching.COUNT_PREVALENCE).
+        from SpineLocalizerLib.networks.sequence_matching import COUNT_PREVALENCE
 
         by_count = {n: [r for r in rows if r["lumbar_count"] == n] for n in (4, 5, 6)}
         ids = {n: summarise(sub)["identification_rate"] for n, sub in by_count.items() if sub}
@@ -70,6 +71,17 @@ def main() -> None:
             + ", ".join(f"{n}: {v:.3f} ({len(by_count[n])} cases)" for n, v in ids.items())
             + f"; at the clinical mix ({', '.join(f'{n}: {COUNT_PREVALENCE[n]:.1%}' for n in ids)}): {mix:.3f}"
         )
+        for n in (4, 6):
+            if by_count[n]:
+                flagged = np.mean([r["verify_count"] for r in by_count[n]])
+                read = np.mean([n in (r["lumbar_count_detected"], r["classifier_count"]) for r in by_count[n]])
+                print(
+                    f"  {n} lumbar: plan asks to verify the count in {flagged:.2f}, the count read (named or "
+                    f"reported by the classifier) in {read:.2f}"
+                )
+        five = by_count[5]
+        if five:
+            print(f"  5 lumbar: plan asks to verify the count in {np.mean([r['verify_count'] for r in five]):.2f}")
         for kind in ("localizer", "sagittal_stack"):
             sub = [r for r in rows if r["input"] == kind]
             if sub:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 import time
 
-from SpineLocalizerLib.planning.evaluation import evaluate, summary
+from planning_evaluation import evaluate, summary
 
 
 def main() -> None:

@@ -18,14 +18,14 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from pipeline_evaluation import dice
+from planning_evaluation import variation
 from SpineLocalizerLib.labels import DISC_CODE_OFFSET
 from SpineLocalizerLib.networks.canonical import CanonicalGrid, canonical_grid_for, from_canonical
-from SpineLocalizerLib.networks.evaluation import dice
 from SpineLocalizerLib.phantom.anatomy import build_anatomy
 from SpineLocalizerLib.phantom.generate import generate_case, spine_mask
 from SpineLocalizerLib.phantom.model import evaluate_grid
 from SpineLocalizerLib.phantom.params import sample_params
-from SpineLocalizerLib.planning.evaluation import variation
 from SpineLocalizerLib.volume_io import read_volume
 
 TUNING_SEED_BASE = 60000  # neither training (1-160, 50001-50016) nor evaluation (100000+)

@@ -17,10 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pipeline_evaluation import pred_discs
 from SpineLocalizerLib.geometry import angle_between_deg
 from SpineLocalizerLib.networks import MODEL_DIR
 from SpineLocalizerLib.networks.body_references import numbered_body_discs, reference_discs_from_bodies
-from SpineLocalizerLib.networks.evaluation import pred_discs, resample_to_localizer
+from SpineLocalizerLib.networks.localizer_like import resample_to_localizer
 from SpineLocalizerLib.pipeline import plan_from_localizer
 from SpineLocalizerLib.planning.writer import write_plan_outputs
 from SpineLocalizerLib.volume_io import read_volume

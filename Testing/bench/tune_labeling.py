@@ -23,10 +23,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from SpineLocalizerLib.networks import infer, labeling
+from planning_evaluation import variation
+from SpineLocalizerLib.networks import infer, labeling, sequence_matching
 from SpineLocalizerLib.phantom.generate import generate_case
 from SpineLocalizerLib.phantom.params import sample_params
-from SpineLocalizerLib.planning.evaluation import variation
 from SpineLocalizerLib.volume_io import read_volume
 
 TUNING_SEED_BASE = 60_000
@@ -84,7 +84,7 @@ def capture(n: int, work: Path, models: Path, grid_axes: str = "lps") -> list[di
 def fit_logit(rows: list[dict]) -> np.ndarray:
     x, y = [], []
     for row in rows:
-        ref = labeling.reference_footprint(row["areas"])
+        ref = sequence_matching.reference_footprint(row["areas"])
         for h, a, t in zip(row["heights"], row["areas"], row["true"]):
             if t is not None and not t.endswith("-S1"):
                 x.append([1.0, h, a / ref])
@@ -104,7 +104,7 @@ def lowest_named_right(row: dict) -> bool | None:
     k = next((j for j, t in enumerate(row["true"]) if t is not None), None)
     if k is None:
         return None
-    _, n, s, names = labeling.match_sequence(
+    _, n, s, names = sequence_matching.match_sequence(
         row["responses"],
         row["centres"],
         None,
@@ -122,7 +122,7 @@ def main() -> None:
     models = Path(sys.argv[3]) if len(sys.argv) > 3 else infer.MODEL_DIR
     rows = capture(n, work, models, sys.argv[4] if len(sys.argv) > 4 else "lps")
     (work / "captured.json").write_text(json.dumps(rows, default=lambda a: np.asarray(a).tolist()))
-    labeling.LUMBAR_LOGIT = tuple(float(v) for v in fit_logit(rows))
+    sequence_matching.LUMBAR_LOGIT = tuple(float(v) for v in fit_logit(rows))
     classifier_accuracy(rows)
     heatmap_naming(rows)
     print(
@@ -137,9 +137,9 @@ def main() -> None:
     ):
         if cw == 0.0 and not shape:
             continue
-        labeling.CLASSIFIER_WEIGHT, labeling.SHAPE_PRIOR_WITH_CLASSIFIER = cw, shape
-        labeling.RESPONSE_WEIGHT, labeling.SACRUM_SHIFT_PENALTY = rw, sp
-        labeling.COUNT_LOG_PRIOR = {4: 0.0, 5: prior, 6: 0.0}
+        sequence_matching.CLASSIFIER_WEIGHT, sequence_matching.SHAPE_PRIOR_WITH_CLASSIFIER = cw, shape
+        sequence_matching.RESPONSE_WEIGHT, sequence_matching.SACRUM_SHIFT_PENALTY = rw, sp
+        sequence_matching.COUNT_LOG_PRIOR = {4: 0.0, 5: prior, 6: 0.0}
         use = rows if cw > 0 else [dict(r, class_logp=None) for r in rows]
         res = [r for r in map(lowest_named_right, use) if r is not None]
         print(f"| {cw} | {shape} | {rw} | {sp} | {prior} | {np.mean(res):.3f} ({sum(res)}/{len(res)}) |")

@@ -70,7 +70,8 @@ def canonical_grid_for(volume: Volume, spacing: float = 2.0, align: bool = False
     # At least the training field of view on every axis: a multi-slice localizer covering a 60 mm slab must still
     # reach the networks as a full-size volume (zeros outside the slab), as in training.
     extent = np.clip(hi - lo + spacing, MIN_EXTENT_MM, MAX_EXTENT_MM)
-    size = tuple(int(np.ceil(e / spacing / MULTIPLE) * MULTIPLE) for e in extent)
+    nx, ny, nz = (int(np.ceil(e / spacing / MULTIPLE) * MULTIPLE) for e in extent)
+    size = (nx, ny, nz)
     origin = direction @ (center - (np.array(size) - 1) * spacing / 2.0)
     if axes is not None:
         # Move the origin (by less than one input voxel per axis) onto the nearest voxel centre.

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+import torch.nn.functional as functional
 from scipy import ndimage
 
 from ..labels import CODE_TO_VERTEBRA, DISC_CODE_OFFSET, is_disc_code, is_vertebra_code
@@ -229,7 +229,7 @@ def _smooth_random_field(shape, rng, scale_vox: float) -> np.ndarray:
     small = tuple(max(2, int(np.ceil(s / scale_vox))) for s in shape)
     coarse = torch.from_numpy(rng.normal(size=small).astype(np.float32))[None, None]
     with torch.inference_mode():
-        field = F.interpolate(coarse, size=tuple(shape), mode="trilinear", align_corners=True)
+        field = functional.interpolate(coarse, size=tuple(shape), mode="trilinear", align_corners=True)
     return field[0, 0].numpy()
 
 

@@ -21,18 +21,15 @@ origin on each axis: 2 mm voxel i covers 1 mm voxels 2i and 2i + 1 (`fine_grid`)
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from safetensors.torch import load_file
+import torch.nn.functional as functional
 from torch import nn
 
-from . import ModelError
 from .canonical import CanonicalGrid
+from .model_cards import card_exists, checked_weights
 from .vnet import VNet
 
 FINE_STAGE = "discs_fine"
@@ -88,7 +85,7 @@ def unpack(packed: torch.Tensor, n_classes: int) -> torch.Tensor:
 def fine_logits(coarse: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
     """1 mm logits: the 2 mm logits interpolated linearly onto the 1 mm sub-voxel centres (a quarter of a 2 mm
     voxel either side of its centre: `align_corners=False`) plus the head's corrections."""
-    base = F.interpolate(coarse, scale_factor=2, mode="trilinear", align_corners=False)
+    base = functional.interpolate(coarse, scale_factor=2, mode="trilinear", align_corners=False)
     return base + unpack(packed, coarse.shape[1])
 
 
@@ -138,18 +135,12 @@ FINE_SLAB = 16  # 2 mm voxels per slab in `fine_margins`
 def load_output_net(model_dir: Path) -> DiscNetWithFine | None:
     """The output disc network in `model_dir` (`FINE_STAGE`), or None when there is none; a damaged file is
     refused (sha256 in its card)."""
-    weights, card_path = model_dir / f"{FINE_STAGE}.safetensors", model_dir / f"{FINE_STAGE}.json"
-    if not weights.exists() or not card_path.exists():
+    if not card_exists(model_dir, FINE_STAGE):
         return None
-    card = json.loads(card_path.read_text())
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
-    if digest != card["sha256"]:
-        raise ModelError(
-            f"{weights}: checksum {digest[:12]} does not match its card ({card['sha256'][:12]}); the file is damaged"
-        )
+    state, card = checked_weights(model_dir, FINE_STAGE)
     arch = card["architecture"]
     vnet = VNet(1, arch["classes"], arch["base_channels"], arch["levels"])
     net = DiscNetWithFine(vnet, FineHead(arch["base_channels"], arch["classes"], arch["head_channels"]))
-    net.load_state_dict(load_file(str(weights)))
+    net.load_state_dict(state)
     net.eval()
     return net

@@ -39,9 +39,8 @@ import torch
 from scipy import ndimage
 
 from ..volume_io import Volume
-from . import MODEL_DIR
-from . import data as D
-from . import levels as LV
+from . import MODEL_DIR, data
+from . import levels as level_classifier
 from .canonical import CanonicalGrid, canonical_grid_for, to_canonical
 from .fine import load_output_net
 from .labeling import label_discs
@@ -84,7 +83,7 @@ class PipelineResult:
     # disc and of spine on the box's grids (networks/output_maps.py), drawn on first use by `maps()`.
     output_maps: list[OutputMap] | None = None
     map_drawer: Callable[[], list[OutputMap]] | None = field(default=None, repr=False, compare=False)
-    # How the discs were named and the lumbar count decided (labeling.naming_evidence), with per-disc evidence.
+    # How the discs were named and the lumbar count decided (sequence_matching.naming_evidence), with per-disc evidence.
     naming: dict = field(default_factory=dict)
 
     def maps(self) -> list[OutputMap] | None:
@@ -160,7 +159,7 @@ def _prepare(images: list[Volume], grid_axes: str) -> tuple[np.ndarray, Canonica
             )
     grid = canonical_grid_for(images[0], align=grid_axes == "localizer")
     arrays = [to_canonical(vol, grid)[0] for vol in images]
-    levels = [D.normalise_levels(arr) for arr in arrays]
+    levels = [data.normalise_levels(arr) for arr in arrays]
     return _canonical_image(images, grid, levels, arrays), grid, levels
 
 
@@ -169,14 +168,14 @@ def _canonical_image(images: list[Volume], grid: CanonicalGrid, levels: list, ar
     averaged where they overlap."""
     arrays = arrays or [to_canonical(vol, grid)[0] for vol in images]
     if len(images) == 1:
-        return D.normalise(arrays[0], levels[0])
+        return data.normalise(arrays[0], levels[0])
     acc = np.zeros(grid.size, dtype=np.float32)
     weight = np.zeros(grid.size, dtype=np.float32)
     for vol, lv, arr in zip(images, levels, arrays):
         inside, _ = to_canonical(
             Volume(np.ones(vol.array.shape, dtype=np.float32), vol.spacing, vol.origin, vol.direction), grid
         )
-        acc += D.normalise(arr, lv) * (inside > 0.5)
+        acc += data.normalise(arr, lv) * (inside > 0.5)
         weight += inside > 0.5
     return np.where(weight > 0, acc / np.maximum(weight, 1), 0).astype(np.float32)
 
@@ -208,18 +207,20 @@ def run_pipeline(
     level_net = None
     if (model_dir / "levels.safetensors").exists():
         # fp32: its log-probabilities are summed over the discs by the sequence matching, and it is cheap.
-        level_net = InferenceNet(load_model("levels", model_dir)[0], (2, 1) + LV.PATCH_2MM, threads=threads, bf16=False)
+        level_net = InferenceNet(
+            load_model("levels", model_dir)[0], (2, 1) + level_classifier.PATCH_2MM, threads=threads, bf16=False
+        )
     timings["load_models"] = time.perf_counter() - t0
     t = time.perf_counter()
     image2, grid, levels = _prepare(images, grid_axes)
-    image4 = D.downsample2(image2)
+    image4 = data.downsample2(image2)
     timings["resample"] = time.perf_counter() - t
     t = time.perf_counter()
     out4 = _run(loc_net, image4)
     timings["localize_and_label"] = time.perf_counter() - t
     spine_p4 = _softmax1(out4[:2])
     spine4 = spine_p4 > 0.5
-    heat4 = out4[2:] * D.HEATMAP_PEAK
+    heat4 = out4[2:] * data.HEATMAP_PEAK
     t = time.perf_counter()
     spine_lab, n = ndimage.label(spine4)
     empty = np.zeros(grid.size, dtype=np.uint8)
@@ -244,7 +245,7 @@ def run_pipeline(
     if level_net is not None:
 
         def classify(centres_vox: np.ndarray) -> np.ndarray:
-            return LV.class_log_probabilities(level_net, image2, centres_vox)
+            return level_classifier.class_log_probabilities(level_net, image2, centres_vox)
 
     def discs_in(box, near_spine: bool):
         """Segment the discs of `box` at 2 mm and label them; candidates must lie near the located spine, or

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from ..labels import VERTEBRA_CODES
-from . import data as D
+from . import data
 from .heatmap_levels import CLASSES, NOT_A_DISC, class_of
 
 # "Not a disc": patches centred in the sacrum (the disc network sometimes answers a sacral segment border, as a
@@ -78,17 +78,19 @@ def cut_patch(volume: np.ndarray, centre_vox, size=PATCH_2MM) -> np.ndarray:
     return out
 
 
-def _not_a_disc_centre(case: D.Case, rng: np.random.Generator) -> np.ndarray | None:
+def _not_a_disc_centre(case: data.Case, rng: np.random.Generator) -> np.ndarray | None:
     """A random voxel of the sacrum (most often) or of a vertebral body."""
     sacrum = VERTEBRA_CODES["S1"]
     pick = (
-        case.labels == sacrum if rng.random() < SACRUM_SHARE else D.spine_mask(case.labels) & ~D.disc_mask(case.labels)
+        case.labels == sacrum
+        if rng.random() < SACRUM_SHARE
+        else data.spine_mask(case.labels) & ~data.disc_mask(case.labels)
     )
     idx = np.argwhere(pick[::2, ::2, ::2]) * 2  # every other voxel is plenty to choose a centre from
     return idx[int(rng.integers(len(idx)))].astype(float) if len(idx) else None
 
 
-def _user_target(case: D.Case, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+def _user_target(case: data.Case, rng: np.random.Generator) -> tuple[np.ndarray, int]:
     """A level target of a user case: a disc (junction levels more often) or, now and then, "not a disc"."""
     discs = [(c, n) for c, n in case.level_targets if n != "not a disc"]
     others = [(c, n) for c, n in case.level_targets if n == "not a disc"]
@@ -101,7 +103,7 @@ def _user_target(case: D.Case, rng: np.random.Generator) -> tuple[np.ndarray, in
     return np.asarray(centre, dtype=float), class_of(name)
 
 
-def level_sample(case: D.Case, rng: np.random.Generator):
+def level_sample(case: data.Case, rng: np.random.Generator):
     """(image 1x48^3, class) around one disc of a phantom case (or, now and then, around a point of the sacrum or
     a vertebral body: class "not a disc"), synthesised with the training randomisation. User cases (real images)
     draw from their `level_targets` instead."""
@@ -122,21 +124,23 @@ def level_sample(case: D.Case, rng: np.random.Generator):
     return _sample_at(case, centre, cls, rng)
 
 
-def _sample_at(case: D.Case, centre: np.ndarray, cls: int, rng: np.random.Generator):
+def _sample_at(case: data.Case, centre: np.ndarray, cls: int, rng: np.random.Generator):
     margin = 8  # synthesis (blur, bias) on a slightly larger block, so the patch has no edge effects
     big = tuple(s + 2 * margin for s in PATCH_2MM)
     labels = cut_patch(case.labels, centre, big)
     tissue = None if case.tissue is None else cut_patch(case.tissue, centre, big)
     image = None if case.image is None else cut_patch(case.image.astype(np.float32), centre, big)
-    image = D.synthesize_image(D.Case(labels, tissue, image, {}), rng)[margin:-margin, margin:-margin, margin:-margin]
+    image = data.synthesize_image(data.Case(labels, tissue, image, {}), rng)[
+        margin:-margin, margin:-margin, margin:-margin
+    ]
     if rng.random() < SLAB_FRACTION:
         # A multi-slice sagittal localizer covers only a left-right slab around the spine (55-90 mm). (The
         # whole-volume sub-box fields of view of the V-Net samples would cut most of a 96 mm patch away.)
-        half = rng.uniform(25.0, 45.0) / D.CANONICAL_SPACING_MM
+        half = rng.uniform(25.0, 45.0) / data.CANONICAL_SPACING_MM
         c = PATCH_2MM[0] / 2.0 + rng.uniform(-2.5, 2.5)
         image[: max(int(c - half), 0)] = 0.0
         image[int(c + half) :] = 0.0
-        image = D.normalise(image)
+        image = data.normalise(image)
     if rng.random() < 0.5:
         image = image[::-1]
     return np.ascontiguousarray(image[None]), cls
@@ -144,7 +148,7 @@ def _sample_at(case: D.Case, centre: np.ndarray, cls: int, rng: np.random.Genera
 
 def patches_at(image2: np.ndarray, centres_vox: np.ndarray) -> np.ndarray:
     """Normalised patches (n x 1 x 48^3) of the canonical 2 mm image around each candidate's centre."""
-    return np.stack([D.normalise(cut_patch(image2, c).astype(np.float32))[None] for c in centres_vox])
+    return np.stack([data.normalise(cut_patch(image2, c).astype(np.float32))[None] for c in centres_vox])
 
 
 def adapt_head(state: dict, net: LevelNet) -> dict:

@@ -15,47 +15,39 @@ Seeded, resumable, logged like the other stages.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from safetensors.torch import save_file
+import torch.nn.functional as functional
 
-from . import MODEL_DIR
-from . import data as D
+from . import MODEL_DIR, data
 from .fine import FINE_STAGE, DiscNetWithFine, FineHead, fine_logits
+from .losses import DISC_DICE_SETS, dice_score, focal_dice_loss
+from .model_cards import write_weights_and_card
 from .models import recipe_stage
-from .train import (
+from .samples import (
     DISC_CLASSES,
-    DISC_DICE_SETS,
     DISC_PATCH_MARGIN,
     SACRUM_CODE,
     SACRUM_FRACTION,
     SAMPLE_STREAMS,
     TRAIN_SEEDS,
     VAL_SEEDS,
-    _load_checkpoint,
-    _pad_to,
-    _save_checkpoint,
-    _single_threaded_worker,
-    dice_score,
     disc_patch_crop,
-    focal_dice_loss,
+    pad_to,
     sample_stream_key,
-    training_precision,
+    single_threaded_worker,
 )
+from .train import training_precision
+from .training_loop import resume, run_training
 from .vnet import VNet
 
 FINE_STEPS = recipe_stage("discs_fine")["steps"]
 PATCH_MULTIPLE = 8  # the disc V-Net's 3 halvings (infer._run pads to it too)
 FINE_LR = 5e-4
 HEAD_LR_FACTOR = 4.0
+FINE_VALIDATE_EVERY = 250
 
 
 BOX_SHARE = 0.75  # of the patches cut like the box the pipeline runs the network on (`box_patch_crop`)
@@ -63,17 +55,17 @@ BOX_MARGIN_2MM = (4, 10)  # range of the box's margin around the spine, per side
 BOX_SI_2MM = (48, 88)  # range of the box's length along S-I (the pipeline's box holds the whole spine)
 
 
-def box_patch_crop(case: D.Case, rng: np.random.Generator) -> tuple[slice, ...]:
+def box_patch_crop(case: data.Case, rng: np.random.Generator) -> tuple[slice, ...]:
     """A patch shaped like the box the pipeline segments (infer.py: the located spine + a margin), cut to part
     of its length along S-I to keep the step's cost near a disc patch's; in the sacrum `SACRUM_FRACTION` of the
     time. Why: the V-Net's instance normalisation reads the whole input, so its output depends on what the box
     holds besides the spine; trained on 128 mm cubes around discs only, the network's surfaces moved by about a
     voxel when the box was grown by 12 mm (40 tuning phantoms)."""
-    spine = D.spine_voxels(case).astype(int)
+    spine = data.spine_voxels(case).astype(int)
     lo = spine.min(axis=0) - rng.integers(*BOX_MARGIN_2MM, size=3)
     hi = spine.max(axis=0) + 1 + rng.integers(*BOX_MARGIN_2MM, size=3)
     length = int(rng.integers(*BOX_SI_2MM))
-    sacrum = D.label_voxels(case, SACRUM_CODE)
+    sacrum = data.label_voxels(case, SACRUM_CODE)
     if rng.random() < SACRUM_FRACTION and len(sacrum):
         centre = int(np.median(sacrum[:, 2])) + int(rng.integers(-8, 9))
     else:
@@ -96,7 +88,7 @@ def _with_context(crop: tuple[slice, ...], shape) -> tuple[tuple[slice, ...], tu
 NOT_SCORED = 255  # target code of the 1 mm voxels outside the field of view or in the padding
 
 
-def fine_sample(case: D.Case, fine: tuple[np.ndarray, np.ndarray], rng: np.random.Generator, cut: bool = True):
+def fine_sample(case: data.Case, fine: tuple[np.ndarray, np.ndarray], rng: np.random.Generator, cut: bool = True):
     """(image 1 x box at 2 mm, 1 mm target codes 2 x box) of one patch, a disc-network patch (64^3) or a
     pipeline-like box (`BOX_SHARE`): the class of each 1 mm voxel, or `NOT_SCORED` outside the field of view where
     the patch is cut and in the padding to a multiple of 8 voxels (the pipeline pads the same way).
@@ -109,23 +101,23 @@ def fine_sample(case: D.Case, fine: tuple[np.ndarray, np.ndarray], rng: np.rando
         big = disc_patch_crop(case, rng, SACRUM_FRACTION)
         m = DISC_PATCH_MARGIN
         inner = tuple(slice(m, s.stop - s.start - m) for s in big)
-    sub = D.Case(case.labels[big], case.tissue[big], None, {})
-    image = D.synthesize_image(sub, rng)[inner]
+    sub = data.Case(case.labels[big], case.tissue[big], None, {})
+    image = data.synthesize_image(sub, rng)[inner]
     box = tuple(slice(b.start + i.start, b.start + i.stop) for b, i in zip(big, inner))
-    target = D.fine_classes_in(*fine, box)
+    target = data.fine_classes_in(*fine, box)
     if rng.random() < 0.5:  # left-right flip: canonical axis 0 is L-R, at both resolutions
         image, target = image[::-1], target[::-1]
     if cut:
         spine_lr = np.nonzero((target > 0).any(axis=(1, 2)))[0] / 2.0
-        fov = D.random_fov_mask(image.shape, rng, center_lr=float(spine_lr.mean()) if len(spine_lr) else None)
+        fov = data.random_fov_mask(image.shape, rng, center_lr=float(spine_lr.mean()) if len(spine_lr) else None)
         if fov is not None:
             image = image * fov
             fov1 = np.repeat(np.repeat(np.repeat(fov, 2, axis=0), 2, axis=1), 2, axis=2)
             target = np.where(fov1, target, np.uint8(NOT_SCORED))
     # Padding (to the network's multiple, or a patch at the edge of the phantom's grid) is not scored.
     size = tuple(max(int(np.ceil(n / PATCH_MULTIPLE) * PATCH_MULTIPLE), PATCH_MULTIPLE) for n in image.shape)
-    image = _pad_to(image, size)
-    target = _pad_to(target, tuple(2 * s for s in size), NOT_SCORED)
+    image = pad_to(image, size)
+    target = pad_to(target, tuple(2 * s for s in size), NOT_SCORED)
     return np.ascontiguousarray(image[None], dtype=np.float32), np.ascontiguousarray(target, dtype=np.uint8)
 
 
@@ -147,8 +139,8 @@ class _FineSamples(torch.utils.data.IterableDataset):
             s = self.seeds[int(rng.integers(len(self.seeds)))]
             if s not in loaded:
                 loaded[s] = (
-                    D.load_case(self.cache / f"phantom_{s:06d}.npz"),
-                    D.load_fine_classes(self.cache / f"phantom_fine_{s:06d}.npz"),
+                    data.load_case(self.cache / f"phantom_{s:06d}.npz"),
+                    data.load_fine_classes(self.cache / f"phantom_fine_{s:06d}.npz"),
                 )
             yield fine_sample(*loaded[s], rng)
 
@@ -175,8 +167,8 @@ def validate_fine(
     with torch.no_grad():
         for k, s in enumerate(VAL_SEEDS):
             rng = np.random.default_rng(900 + k)
-            case = D.load_case(cache / f"phantom_{s:06d}.npz")
-            fine = D.load_fine_classes(cache / f"phantom_fine_{s:06d}.npz")
+            case = data.load_case(cache / f"phantom_{s:06d}.npz")
+            fine = data.load_fine_classes(cache / f"phantom_fine_{s:06d}.npz")
             for _ in range(2):
                 img, target = fine_sample(case, fine, rng, cut=False)
                 x = torch.from_numpy(img[None])
@@ -186,7 +178,7 @@ def validate_fine(
                     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                         coarse = start(x).float()
                     outputs.append(
-                        ("base", F.interpolate(coarse, scale_factor=2, mode="trilinear", align_corners=False))
+                        ("base", functional.interpolate(coarse, scale_factor=2, mode="trilinear", align_corners=False))
                     )
                 for name, logits in outputs:
                     cls = logits[0].argmax(dim=0).numpy()
@@ -219,8 +211,8 @@ def train_fine(
     for p in start_net.parameters():
         p.requires_grad_(False)
     vnet, _ = load_model("discs", discs_from)
-    D.build_fine_cache(list(VAL_SEEDS), cache)
-    D.build_fine_cache(list(TRAIN_SEEDS), cache)
+    data.build_fine_cache(list(VAL_SEEDS), cache)
+    data.build_fine_cache(list(TRAIN_SEEDS), cache)
     net = DiscNetWithFine(vnet, FineHead(vnet.head.in_channels, len(DISC_CLASSES)))
     net.train()
     opt = torch.optim.Adam(
@@ -231,53 +223,44 @@ def train_fine(
         lr=peak_lr,
     )
     out_dir.mkdir(parents=True, exist_ok=True)
-    ckpt = out_dir / f"{FINE_STAGE}_checkpoint.safetensors"
-    start, history = 0, []
-    if ckpt.exists():
-        start, history = _load_checkpoint(ckpt, net, opt)
-        log(f"resuming {FINE_STAGE} from step {start}")
+    start, history = resume(out_dir / f"{FINE_STAGE}_checkpoint.safetensors", net, opt, FINE_STAGE, log)
     log(f"training {FINE_STAGE} from {discs_from / 'discs.safetensors'} ({'bf16' if bf16 else 'fp32'})")
     loader = torch.utils.data.DataLoader(
         _FineSamples(list(TRAIN_SEEDS), cache, seed, start_step=start),
         batch_size=None,
         num_workers=1,
-        worker_init_fn=_single_threaded_worker,
+        worker_init_fn=single_threaded_worker,
         prefetch_factor=4,
         persistent_workers=True,
     )
-    it = iter(loader)
-    t0, running, base = time.time(), None, None
-    for step in range(start, steps):
-        lr = peak_lr * 0.5 * (1 + math.cos(math.pi * step / steps))
-        for g in opt.param_groups:
-            g["lr"] = lr * g["scale"]
-        img, codes = (torch.as_tensor(x)[None] for x in next(it))
-        loss = focal_dice_loss(_fine_out(net, img, bf16), fine_fractions(codes), dice_sets=DISC_DICE_SETS)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-        if (step + 1) % 25 == 0:
-            eta = (time.time() - t0) / (step + 1 - start) * (steps - step - 1)
-            print(
-                f"\r{FINE_STAGE} step {step + 1}/{steps} loss {running:.4f} lr {lr:.2e} eta {eta / 60:.1f} min",
-                end="",
-                file=sys.stderr,
-                flush=True,
-            )
-        if (step + 1) % 250 == 0 or step + 1 == steps:
-            entry = {
-                "step": step + 1,
-                "loss": running,
-                "time_s": time.time() - t0,
-                **validate_fine(net, start_net, cache, bf16, base),
-            }
-            base = {k: entry[k] for k in ("base_dice", "base_spine_dice")}
-            history.append(entry)
-            log(f"\n{json.dumps(entry)}")
-            with open(out_dir / f"{FINE_STAGE}_log.jsonl", "a") as fh:
-                fh.write(json.dumps(entry) + "\n")
-            _save_checkpoint(ckpt, net, opt, step + 1, history)
+
+    def loss_of(batch) -> torch.Tensor:
+        img, codes = (torch.as_tensor(x)[None] for x in batch)
+        return focal_dice_loss(_fine_out(net, img, bf16), fine_fractions(codes), dice_sets=DISC_DICE_SETS)
+
+    base: dict[str, float] = {}
+
+    def validation() -> dict[str, float]:
+        # The start network's scores never change in a run: computed at the first validation only.
+        scores = validate_fine(net, start_net, cache, bf16, base or None)
+        base.update({k: scores[k] for k in ("base_dice", "base_spine_dice")})
+        return scores
+
+    history = run_training(
+        FINE_STAGE,
+        net,
+        opt,
+        iter(loader),
+        loss_of,
+        validation,
+        start=start,
+        steps=steps,
+        peak_lr=peak_lr,
+        history=history,
+        out_dir=out_dir,
+        validate_every=FINE_VALIDATE_EVERY,
+        log=log,
+    )
     return export_fine(net, out_dir, history, discs_card=discs_card, seed=seed, steps=steps, peak_lr=peak_lr, bf16=bf16)
 
 
@@ -292,8 +275,6 @@ def export_fine(
     peak_lr: float,
     bf16: bool,
 ) -> Path:
-    weights = out_dir / f"{FINE_STAGE}.safetensors"
-    save_file({k: v.detach().contiguous() for k, v in net.state_dict().items()}, str(weights))
     head = net.head
     card = {
         "stage": FINE_STAGE,
@@ -325,7 +306,5 @@ def export_fine(
         "head_learning_rate_factor": HEAD_LR_FACTOR,
         "training_precision": "bf16" if bf16 else "fp32",
         "validation": history[-1] if history else {},
-        "sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
     }
-    (out_dir / f"{FINE_STAGE}.json").write_text(json.dumps(card, indent=1))
-    return weights
+    return write_weights_and_card(out_dir, FINE_STAGE, net, card)

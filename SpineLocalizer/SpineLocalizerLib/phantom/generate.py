@@ -89,7 +89,7 @@ def generate_case(
         }
         (stage / "truth.json").write_text(json.dumps(truth, indent=1))
         if overview:
-            from ..overview import phantom_overview  # matplotlib only when a picture is wanted
+            from .overview import phantom_overview  # matplotlib only when a picture is wanted
 
             t = time.perf_counter()
             phantom_overview(stage, truth, stage / "overview.png")

@@ -33,7 +33,8 @@ class Grid:
     @staticmethod
     def centred(center: np.ndarray, direction: np.ndarray, fov_mm, spacing) -> Grid:
         spacing = tuple(float(s) for s in spacing)
-        size = tuple(max(1, int(round(f / s))) for f, s in zip(fov_mm, spacing))
+        nx, ny, nz = (max(1, int(round(f / s))) for f, s in zip(fov_mm, spacing))
+        size = (nx, ny, nz)
         half = (np.array(size) - 1) * np.array(spacing) / 2.0
         origin = np.asarray(center, dtype=float) - direction @ half
         return Grid(size, spacing, origin, np.asarray(direction, dtype=float))

@@ -10,19 +10,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..labels import STRUCTURE_CODES, VERTEBRA_CODES
-from . import tissues as T
-from .anatomy import (
-    LAYER_BONE,
-    LAYER_DISC,
-    LAYER_HERNIATION,
-    LAYER_JOINT,
-    LAYER_ROOT,
-    Anatomy,
-    RigidPart,
-)
+from . import tissues
+from .anatomy import Anatomy
+from .parts import LAYER_BONE, LAYER_DISC, LAYER_HERNIATION, LAYER_JOINT, LAYER_ROOT, RigidPart
 from .shapes import DiscWedge, truncated_ellipse, truncated_ellipse_depth
 
-S = STRUCTURE_CODES
 CHUNK = 600_000
 
 
@@ -84,19 +76,19 @@ def _torso(anatomy: Anatomy, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     sub = inside & ~skin & (depth < 2.0 + fat)
     wall = inside & ~skin & ~sub & (depth < 12.0 + fat)
     core = inside & ~skin & ~sub & ~wall
-    labels[skin], tissue[skin] = S["skin"], T.SKIN
-    labels[sub], tissue[sub] = S["subcutaneous_fat"], T.FAT
-    labels[wall], tissue[wall] = S["muscle_other"], T.MUSCLE
+    labels[skin], tissue[skin] = STRUCTURE_CODES["skin"], tissues.SKIN
+    labels[sub], tissue[sub] = STRUCTURE_CODES["subcutaneous_fat"], tissues.FAT
+    labels[wall], tissue[wall] = STRUCTURE_CODES["muscle_other"], tissues.MUSCLE
     anterior = core & (pts[:, 1] < y_sp - 8.0)
     ant = np.nonzero(anterior)[0]
     waves = np.cos(pts[ant] @ tor["viscera_waves"].T + tor["viscera_phases"]).sum(axis=1)
     bowel = np.zeros(len(pts), dtype=bool)
     bowel[ant[waves > 0.4]] = True
     vfat = anterior & ~bowel
-    labels[bowel], tissue[bowel] = S["viscera"], T.VISCERA
-    labels[vfat], tissue[vfat] = S["visceral_fat"], T.VISCERAL_FAT
+    labels[bowel], tissue[bowel] = STRUCTURE_CODES["viscera"], tissues.VISCERA
+    labels[vfat], tissue[vfat] = STRUCTURE_CODES["visceral_fat"], tissues.VISCERAL_FAT
     back = core & ~anterior
-    labels[back], tissue[back] = S["muscle_other"], T.MUSCLE
+    labels[back], tissue[back] = STRUCTURE_CODES["muscle_other"], tissues.MUSCLE
     return labels, tissue
 
 
@@ -139,7 +131,9 @@ def _spine(anatomy: Anatomy, pts: np.ndarray, labels: np.ndarray, tissue: np.nda
         tissue[mask] = tis
 
     # Soft tissue around the spine, kept inside the abdominal wall and the subcutaneous fat.
-    inner = np.isin(labels, (S["muscle_other"], S["visceral_fat"], S["viscera"])) & (tissue != T.SKIN)
+    inner = np.isin(
+        labels, (STRUCTURE_CODES["muscle_other"], STRUCTURE_CODES["visceral_fat"], STRUCTURE_CODES["viscera"])
+    ) & (tissue != tissues.SKIN)
     for side, sgn, pl, par in (
         ("l", 1.0, "psoas_left", "paraspinal_left"),
         ("r", -1.0, "psoas_right", "paraspinal_right"),
@@ -149,24 +143,24 @@ def _spine(anatomy: Anatomy, pts: np.ndarray, labels: np.ndarray, tissue: np.nda
         q = ((lu - sgn * prof[f"psoas_{side}_u"]) / np.maximum(ru, 1e-3)) ** 2 + (
             (lv - prof[f"psoas_{side}_v"]) / np.maximum(rv, 1e-3)
         ) ** 2
-        paint(ok & (q <= 1.0) & inner, S[pl], T.MUSCLE)
+        paint(ok & (q <= 1.0) & inner, STRUCTURE_CODES[pl], tissues.MUSCLE)
         q = ((lu - sgn * prof["para_u"]) / prof["para_ru"]) ** 2 + ((lv - prof["para_v"]) / prof["para_rv"]) ** 2
-        paint((q <= 1.0) & (first_d > -70.0) & inner, S[par], T.MUSCLE)
-    for name, code in (("aorta", S["aorta"]), ("ivc", S["vena_cava"])):
+        paint((q <= 1.0) & (first_d > -70.0) & inner, STRUCTURE_CODES[par], tissues.MUSCLE)
+    for name, code in (("aorta", STRUCTURE_CODES["aorta"]), ("ivc", STRUCTURE_CODES["vena_cava"])):
         r = prof[f"{name}_r"]
         q = (lu - prof[f"{name}_u"]) ** 2 + (lv - prof[f"{name}_v"]) ** 2
-        paint((r > 1.0) & (q <= r * r), code, T.BLOOD)
+        paint((r > 1.0) & (q <= r * r), code, tissues.BLOOD)
 
     # Canal contents.
     p_, cb, hw = prof["p"], prof["canal_back"], prof["canal_hw"]
     vc, hv = 0.5 * (p_ + cb), 0.5 * (cb - p_)
     canal = (np.abs(lu / hw) ** 4 + np.abs((lv - vc) / hv) ** 4 <= 1.0) & (first_d > -60.0)
-    paint(canal, S["epidural_fat"], T.EPIDURAL_FAT)
+    paint(canal, STRUCTURE_CODES["epidural_fat"], tissues.EPIDURAL_FAT)
     sac_c = prof["sac_front"] + 0.5 * prof["sac_ap"]
     sac = ((lu / prof["sac_hw"]) ** 2 + ((lv - sac_c) / (0.5 * prof["sac_ap"])) ** 2 <= 1.0) & (first_d > -20.0)
-    paint(sac, S["dural_sac"], T.CSF)
+    paint(sac, STRUCTURE_CODES["dural_sac"], tissues.CSF)
     cord = sac & (prof["cord_r"] > 0.8) & (lu**2 + (lv - sac_c) ** 2 <= prof["cord_r"] ** 2)
-    paint(cord, S["spinal_cord"], T.CORD)
+    paint(cord, STRUCTURE_CODES["spinal_cord"], tissues.CORD)
 
     parts_by_layer: dict[int, list[RigidPart]] = {}
     for part in anatomy.parts:
@@ -230,8 +224,8 @@ def _spine(anatomy: Anatomy, pts: np.ndarray, labels: np.ndarray, tissue: np.nda
     depth = np.minimum(depth, np.minimum(first_d + heights[0] / 2, heights[k - 1] / 2 - last_d))
     rim = body & ((depth < 1.3) | near_slab)
     labels[body] = body_codes[seg_vertebra[body]]
-    tissue[body] = T.MARROW
-    tissue[rim] = T.CORTEX
+    tissue[body] = tissues.MARROW
+    tissue[rim] = tissues.CORTEX
 
     paint_parts(LAYER_BONE)
     paint_parts(LAYER_JOINT)
@@ -254,7 +248,7 @@ def _paint_nuclei(anatomy, pts, labels, tissue, candidates, disc_parts) -> None:
         q = (u / (0.6 * wedge.a_u)) ** 2 + ((v + 0.1 * wedge.a_v) / (0.55 * wedge.a_v)) ** 2
         nucleus = (q <= 1.0) & (np.abs(w) <= 0.62 * wedge.half_height_at(u, v))
         degen = names.get(part.frame_index) in degenerated
-        tissue[cand[nucleus]] = T.NUCLEUS_DEGENERATE if degen else T.NUCLEUS
+        tissue[cand[nucleus]] = tissues.NUCLEUS_DEGENERATE if degen else tissues.NUCLEUS
 
 
 def evaluate_grid(anatomy: Anatomy, origin, spacing, direction, size, block=(3, 3, 3)) -> tuple[np.ndarray, np.ndarray]:

@@ -23,15 +23,23 @@ Measurement definitions (documented in docs/phantom.md, following shared/DOMAIN.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ..geometry import Frame
 from ..labels import STRUCTURE_CODES
-from .anatomy import Anatomy, DiscGeometry, VertebraGeometry
+from .anatomy import Anatomy
 from .model import evaluate_body
+from .parts import DiscGeometry, VertebraGeometry
 
-S = STRUCTURE_CODES
-CANAL_CONTENTS = (S["dural_sac"], S["spinal_cord"], S["epidural_fat"], S["herniation"], S["nerve_root"])
+CANAL_CONTENTS = (
+    STRUCTURE_CODES["dural_sac"],
+    STRUCTURE_CODES["spinal_cord"],
+    STRUCTURE_CODES["epidural_fat"],
+    STRUCTURE_CODES["herniation"],
+    STRUCTURE_CODES["nerve_root"],
+)
 
 
 def _plane_grid(frame: Frame, u_range, v_range, step: float, w: float = 0.0):
@@ -91,16 +99,16 @@ def _canal_truth(anatomy: Anatomy, g: DiscGeometry, frame: Frame) -> dict:
     half = max(g.facet_tip_u_mm) + 16.0
     local, pts = _plane_grid(frame, (-half, half), (p - 4.0, p + g.canal_ap_mm + 6.0), step)
     labels, _ = evaluate_body(anatomy, pts)
-    sac = np.isin(labels, (S["dural_sac"], S["spinal_cord"]))
+    sac = np.isin(labels, (STRUCTURE_CODES["dural_sac"], STRUCTURE_CODES["spinal_cord"]))
     # Dural sac AP along the mid-sagittal line, sampled finely.
     line = np.stack([np.zeros(2001), np.linspace(p - 2.0, p + g.canal_ap_mm + 4.0, 2001), np.zeros(2001)], axis=1)
     line_labels, _ = evaluate_body(anatomy, frame.to_parent(line))
-    on = np.isin(line_labels, (S["dural_sac"], S["spinal_cord"]))
+    on = np.isin(line_labels, (STRUCTURE_CODES["dural_sac"], STRUCTURE_CODES["spinal_cord"]))
     sac_ap = float(line[on, 1].max() - line[on, 1].min()) if on.any() else 0.0
     u_left, u_right = g.facet_tip_u_mm
     between = (local[:, 0] <= u_left) & (local[:, 0] >= -u_right) & (local[:, 1] >= p)
     contents = between & np.isin(labels, CANAL_CONTENTS)
-    hern_area = float(np.count_nonzero(labels == S["herniation"])) * step * step
+    hern_area = float(np.count_nonzero(labels == STRUCTURE_CODES["herniation"])) * step * step
     contents_area = float(np.count_nonzero(contents)) * step * step
     msu = _visible_msu(g, local, labels) if g.herniation is not None else None
     return {
@@ -130,7 +138,7 @@ def _visible_msu(g: DiscGeometry, local: np.ndarray, labels: np.ndarray) -> str 
     to the intra-facet line (through both SAP tips) at that point's lateral position; zone from that position
     along the line (A: central half, B: out to the facet edges, C: beyond). Mysliwiec et al. 2010.
     """
-    hern = labels == S["herniation"]
+    hern = labels == STRUCTURE_CODES["herniation"]
     if not hern.any():
         return None
     p = g.wedge.p
@@ -148,7 +156,7 @@ def _visible_msu(g: DiscGeometry, local: np.ndarray, labels: np.ndarray) -> str 
 
 
 def _foraminal_truth(anatomy: Anatomy, g: DiscGeometry, frame: Frame, vertebrae: dict) -> dict:
-    out = {}
+    out: dict[str, float | None] = {}
     up, lo = vertebrae.get(g.upper), vertebrae.get(g.lower)
     if up is None or lo is None:
         out["foraminal_height_left_mm"] = None
@@ -178,7 +186,7 @@ def _pedicle_extremes(anatomy: Anatomy, frame: Frame, u: float, vs: np.ndarray, 
     vv, ww = np.meshgrid(vs, ws, indexing="ij")
     local = np.stack([np.full(vv.size, u), vv.ravel(), ww.ravel()], axis=1)
     labels, _ = evaluate_body(anatomy, frame.to_parent(local))
-    ped = (labels == S["pedicle"]).reshape(vv.shape)
+    ped = (labels == STRUCTURE_CODES["pedicle"]).reshape(vv.shape)
     upper = np.where(ped & (ww > 0), ww, np.inf).min(axis=1)
     lower = np.where(ped & (ww < 0), ww, -np.inf).max(axis=1)
     if not np.isfinite(upper).any() or not np.isfinite(lower).any():
@@ -197,7 +205,7 @@ def vertebra_truth(anatomy: Anatomy, v: VertebraGeometry) -> dict:
     local = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
     labels, _ = evaluate_body(anatomy, frame.to_parent(local))
     body = labels == v.code
-    out = {
+    out: dict[str, Any] = {
         "label": v.name,
         "value": v.code,
         "center_lps": _lps(anatomy, frame.origin),
@@ -212,7 +220,10 @@ def vertebra_truth(anatomy: Anatomy, v: VertebraGeometry) -> dict:
     if v.lumbar_index:
         prof = anatomy.profiles
         i = v.frame_index
-        for side, key, code in (("l", "left", S["psoas_left"]), ("r", "right", S["psoas_right"])):
+        for side, key, code in (
+            ("l", "left", STRUCTURE_CODES["psoas_left"]),
+            ("r", "right", STRUCTURE_CODES["psoas_right"]),
+        ):
             ru, rv = prof[f"psoas_{side}_ru"][i], prof[f"psoas_{side}_rv"][i]
             cu = (1 if side == "l" else -1) * prof[f"psoas_{side}_u"][i]
             cv = prof[f"psoas_{side}_v"][i]

@@ -9,8 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from .plan_types import Doubt, Plan
+
 REASONS = {
     "count_unusual": "the plan reads {count} lumbar vertebrae: verify the count (whole-spine localizer or ribs)",
+    "count_disputed": (
+        "the level classifier reads {classifier} lumbar vertebrae, too little on its own against the prevalence "
+        "of {count}: {count} kept, verify the count (whole-spine localizer or ribs)"
+    ),
     "lumbosacral_missing": "the lumbosacral disc is not among the named discs: names are counted from a higher disc",
     "discs_missing": "lumbar discs missing ({found} of {expected} between T12-L1 and the lumbosacral disc)",
     "low_quality": "quality factor {qf:.2f} below the threshold {threshold:.2f}: {message}",
@@ -18,12 +24,14 @@ REASONS = {
 }
 
 
-def plan_doubts(plan: dict[str, Any]) -> list[dict[str, str]]:
+def plan_doubts(plan: Plan) -> list[Doubt]:
     """The reasons (code + sentence) that make `plan` doubtful; empty for a plan that can be scanned as is."""
-    out = []
+    out: list[tuple[str, dict[str, Any]]] = []
     naming = plan.get("naming") or {}
     count = int(plan.get("lumbar_count", 5))
-    if naming.get("verify_count") and naming.get("count_basis") != "given":
+    if naming.get("classifier_count") is not None and naming.get("count_basis") != "given":
+        out.append(("count_disputed", {"count": count, "classifier": naming["classifier_count"]}))
+    elif naming.get("verify_count") and naming.get("count_basis") != "given":
         out.append(("count_unusual", {"count": count}))
     if naming and naming.get("lumbosacral_in_view") is False:
         out.append(("lumbosacral_missing", {}))
@@ -48,10 +56,10 @@ def plan_doubts(plan: dict[str, Any]) -> list[dict[str, str]]:
         )
     if low:
         out.append(("low_disc_quality", {"discs": ", ".join(low)}))
-    return [{"code": code, "reason": REASONS[code].format(**values)} for code, values in out]
+    return [Doubt(code=code, reason=REASONS[code].format(**values)) for code, values in out]
 
 
-def attach_doubts(plan: dict[str, Any]) -> dict[str, Any]:
+def attach_doubts(plan: Plan) -> Plan:
     """Write `doubts` (the reasons) and `doubtful` (any reason) into `plan`, and return it."""
     plan["doubts"] = plan_doubts(plan)
     plan["doubtful"] = bool(plan["doubts"])

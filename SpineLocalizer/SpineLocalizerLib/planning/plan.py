@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from ..geometry import angle_between_deg
-from ..labels import codes_present, is_disc_code
+from ..labels import LUMBAR_REGION, codes_present, is_disc_code
 from ..volume_io import Volume
 from .disc_geometry import DiscMeasure, measure_discs
+from .plan_types import Naming, Plan, PlannedDisc
 from .protocol import default_protocol, validate_protocol
 from .quality import (
     LABEL_MAP_THRESHOLD,
@@ -63,8 +64,8 @@ def build_plan(
     input_info: dict[str, Any] | None = None,
     probability: np.ndarray | None = None,
     naming: dict[str, Any] | None = None,
-) -> tuple[dict[str, Any], list[DiscMeasure]]:
-    """The plan dictionary and the measured discs (kept for drawing)."""
+) -> tuple[Plan, list[DiscMeasure]]:
+    """The plan (plan_types.Plan) and the measured discs (kept for drawing)."""
     t0 = time.perf_counter()
     protocol = protocol or default_protocol()
     validate_protocol(protocol)
@@ -102,7 +103,7 @@ def build_plan(
         quality = quality_factor(discs, count, float(protocol.get("quality_threshold", LABEL_MAP_THRESHOLD)))
     timings["quality"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
-    plan = {
+    plan: Plan = {
         "schema_version": PLAN_SCHEMA_VERSION,
         "coordinate_system": "LPS",
         "units": {"length": "mm", "angle": "deg"},
@@ -110,10 +111,12 @@ def build_plan(
         "protocol": protocol,
         "lumbar_count": count,
         "naming": _naming_entry(naming, count, lumbar_count),
-        "discs": [dict(_disc_entry(d, protocol), **per_disc.get(d.label, {})) for d in planned],
+        "discs": [_with_quality(_disc_entry(d, protocol), per_disc.get(d.label)) for d in planned],
         "discs_not_planned": [d.label for d in discs if d not in planned],
         "vertebrae": vertebrae,
-        **slabs,
+        "sagittal": slabs["sagittal"],
+        "coronal": slabs["coronal"],
+        "saturation_bands": slabs["saturation_bands"],
         "quality_factor": quality["quality_factor"],
         "quality": quality,
         "timings_s": {k: round(v, 4) for k, v in timings.items()},
@@ -121,11 +124,21 @@ def build_plan(
     return plan, discs
 
 
+def plan_for_labels(labels: Volume, lumbar_count: int | None) -> Plan:
+    """The plan a reader would measure on: planned from the disc labels of the same label map."""
+    lut = np.array([is_disc_code(v) for v in range(256)])
+    discs = Volume(
+        np.where(lut[labels.array], labels.array, 0).astype(np.uint8), labels.spacing, labels.origin, labels.direction
+    )
+    plan, _ = build_plan(discs, protocol=default_protocol(), lumbar_count=lumbar_count)
+    return plan
+
+
 def network_plan_quality(discs, planned, evidence, count: int, threshold: float, model) -> tuple[dict, dict]:
     """The plan's quality (its worst planned disc's calibrated quality) and each planned disc's entry fields:
     `quality`, `needs_review` and the `evidence` it was computed from."""
     residuals = spacing_residuals(discs)
-    per_disc = {}
+    per_disc: dict[str, dict[str, Any]] = {}
     for d in planned:
         feats = disc_features(d, evidence.get(d.value, {}), residuals[d.label])
         q = disc_quality(feats, model)
@@ -135,8 +148,8 @@ def network_plan_quality(discs, planned, evidence, count: int, threshold: float,
             "evidence": {k: round(v, 4) for k, v in feats.items()},
         }
     base = quality_factor(discs, count, threshold)
-    worst = min(planned, key=lambda d: per_disc[d.label]["quality"])
-    qf = per_disc[worst.label]["quality"]
+    worst = min(planned, key=lambda d: float(per_disc[d.label]["quality"]))
+    qf = float(per_disc[worst.label]["quality"])
     base.update(
         quality_factor=round(qf, 4),
         threshold=threshold,
@@ -152,16 +165,13 @@ def network_plan_quality(discs, planned, evidence, count: int, threshold: float,
     return base, per_disc
 
 
-def _naming_entry(naming: dict[str, Any] | None, count: int, given: int | None) -> dict[str, Any]:
-    """How the names and the lumbar count were decided (networks/labeling.naming_evidence); from a label map,
+def _naming_entry(naming: dict[str, Any] | None, count: int, given: int | None) -> Naming:
+    """How the names and the lumbar count were decided (networks/sequence_matching.naming_evidence); from a label map,
     the count is the map's own (or the user's) and is not re-judged."""
     if naming:
-        return {k: v for k, v in naming.items() if k != "discs"}
+        return cast(Naming, {k: v for k, v in naming.items() if k != "discs"})
     basis = "given" if given else "label map"
     return {"lumbar_count": count, "count_basis": basis, "verify_count": False, "evidence": f"lumbar count {basis}"}
-
-
-LUMBAR_REGION = ("T12", "L1", "L2", "L3", "L4", "L5", "L6")
 
 
 def _level_selected(label: str, protocol: dict[str, Any]) -> bool:
@@ -188,7 +198,16 @@ def slice_offsets_mm(group: dict[str, Any]) -> list[float]:
     return [round((k - (n - 1) / 2) * step, 4) for k in range(n)]
 
 
-def _disc_entry(d: DiscMeasure, protocol: dict[str, Any]) -> dict[str, Any]:
+def _with_quality(entry: PlannedDisc, quality: dict[str, Any] | None) -> PlannedDisc:
+    """A network plan's disc entry with its calibrated quality (`network_plan_quality`)."""
+    if quality:
+        entry["quality"] = quality["quality"]
+        entry["needs_review"] = quality["needs_review"]
+        entry["evidence"] = quality["evidence"]
+    return entry
+
+
+def _disc_entry(d: DiscMeasure, protocol: dict[str, Any]) -> PlannedDisc:
     group = protocol["axial"]
     return {
         "label": d.label,

@@ -10,10 +10,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .geometry import unit  # noqa: E402
-from .labels import is_disc_code, is_vertebra_code  # noqa: E402
-from .reslice import sample_plane  # noqa: E402
-from .volume_io import read_volume  # noqa: E402
+from ..geometry import unit  # noqa: E402
+from ..labels import is_disc_code, is_vertebra_code  # noqa: E402
+from ..reslice import sample_plane  # noqa: E402
+from ..volume_io import read_volume  # noqa: E402
 
 
 def outline(labels: np.ndarray) -> np.ndarray:

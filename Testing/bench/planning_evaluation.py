@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from ..geometry import angle_between_deg
-from ..phantom.generate import generate_case
-from ..phantom.params import sample_params
-from ..volume_io import read_volume
-from .plan import build_plan
+from SpineLocalizerLib.geometry import angle_between_deg
+from SpineLocalizerLib.phantom.generate import generate_case
+from SpineLocalizerLib.phantom.params import sample_params
+from SpineLocalizerLib.planning.plan import build_plan
+from SpineLocalizerLib.volume_io import read_volume
 
 EVAL_SEED_BASE = 100_000
 
