@@ -11,14 +11,13 @@ import sys
 from pathlib import Path
 
 from .networks import MODEL_DIR, ModelError
+from .output_folder import output_folder
 from .planning.axial_reslice import reslice_disc
 from .planning.doubts import attach_doubts
 from .planning.plan import build_plan
 from .planning.protocol import load_protocol
 from .planning.writer import write_plan_outputs
-from .volume_io import Volume, atomic_output_dir, read_volume, write_volume
-
-PLAN_FILES = ("*.mrk.json", "plan.json", "overview.png", "discs.nii.gz", "spine.nii.gz")
+from .volume_io import Volume, read_volume, write_volume
 
 
 def _stem(path: Path) -> str:
@@ -42,8 +41,9 @@ def cmd_plan(args) -> int:
         return 2
     protocol = load_protocol(args.protocol)
     failures = doubtful = 0
+    folders = output_subfolders(images)
     for k, image_path in enumerate(images, start=1):
-        out = Path(args.out) if len(images) == 1 else Path(args.out) / _stem(image_path)
+        out = Path(args.out) if len(images) == 1 else Path(args.out) / folders[k - 1]
         try:
             if args.discs:
                 label_path = Path(args.discs[0] if len(args.discs) == 1 else args.discs[k - 1])
@@ -51,7 +51,10 @@ def cmd_plan(args) -> int:
                 extra = {}
             else:
                 plan, image, extra = _plan_with_networks(image_path, args, protocol)
-            with atomic_output_dir(out, owned=PLAN_FILES) as stage:
+            inputs = (
+                [image_path] + [Path(p) for p in (args.discs or [])] + ([Path(args.coronal)] if args.coronal else [])
+            )
+            with output_folder(out, command="plan", inputs=inputs, force=args.force) as stage:
                 for name, vol in extra.items():
                     write_volume(vol, stage / name)
                 write_plan_outputs(stage, plan, image)
@@ -76,6 +79,20 @@ def cmd_plan(args) -> int:
         print(f"spine-localizer plan --strict: {doubtful} doubtful plan(s) (see CHECK PLAN above)", file=sys.stderr)
         return 3
     return 0
+
+
+def output_subfolders(images: list[Path]) -> list[str]:
+    """One subfolder name per input: its file stem, made unique where two inputs share a name (the parent
+    folder's name is added, then a number), so no plan overwrites another."""
+    stems = [_stem(p) for p in images]
+    names = [s if stems.count(s) == 1 else f"{p.parent.name}_{s}" for s, p in zip(stems, images)]
+    out: list[str] = []
+    for name in names:
+        unique, n = name, 2
+        while unique in out:
+            unique, n = f"{name}_{n}", n + 1
+        out.append(unique)
+    return out
 
 
 def _plan_from_labels(image_path: Path, label_path: Path, protocol, lumbar_count):
@@ -123,7 +140,10 @@ def cmd_reslice(args) -> int:
         labels = read_volume(args.labels) if args.labels else None
         if labels is not None and not labels.same_grid(volume):
             raise ValueError(f"{args.labels} is not on the grid of {args.volume}")
-        with atomic_output_dir(args.out, owned=("*_axial.nii.gz", "*_axial_labels.nii.gz")) as stage:
+        if not plan.get("discs"):
+            raise ValueError(f"{args.plan} has no slice groups (no planned discs): nothing to reslice")
+        inputs = [Path(args.volume), Path(args.plan)] + ([Path(args.labels)] if args.labels else [])
+        with output_folder(args.out, command="reslice", inputs=inputs, force=args.force) as stage:
             for disc in plan["discs"]:
                 stem = disc["label"].replace("/", "-")
                 sitk.WriteImage(reslice_disc(volume, disc), str(stage / f"{stem}_axial.nii.gz"), True)
@@ -244,6 +264,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--models", help="folder with localize/discs weights and cards (default: the shipped Resources/Models)"
     )
     p.add_argument("--out", required=True, help="output folder (one sub-folder per input when several)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace output files that were changed since this command wrote them (hand-edited markups)",
+    )
     p.add_argument("--protocol", help="protocol JSON (default: the bundled lumbar protocol)")
     p.add_argument(
         "--lumbar-count",
@@ -268,6 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("volume")
     r.add_argument("--plan", required=True)
     r.add_argument("--out", required=True)
+    r.add_argument(
+        "--force",
+        action="store_true",
+        help="replace output files that were changed since this command wrote them (hand-edited markups)",
+    )
     r.add_argument("--labels", help="label map on the volume's grid, resliced with nearest neighbour")
     r.set_defaults(func=cmd_reslice)
     sc = sub.add_parser("scene", help="bundle image, discs, plan and measurements into a Slicer scene (.mrb)")

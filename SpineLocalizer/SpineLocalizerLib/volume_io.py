@@ -6,11 +6,6 @@ so the transposition lives here and nowhere else.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,33 +87,3 @@ def _read_dicom_series(folder: Path) -> Volume:
     if image.GetDimension() != 3 or min(image.GetSize()) < 2:
         raise ValueError(f"{folder}: DICOM series {series[0]} is a single 2D slice; a 3D localizer is needed")
     return from_sitk(image)
-
-
-@contextlib.contextmanager
-def atomic_output_dir(final: str | Path, *, overwrite: bool = True, owned: tuple[str, ...] = ()) -> Iterator[Path]:
-    """Yield a staging folder; on success its files replace those in `final`, on error nothing changes.
-
-    `owned` are glob patterns of files this tool writes: those left in `final` from an earlier run and not
-    written this time are removed, so a folder never mixes two runs. Other files are never touched.
-    The staging folder sits beside `final` so the final moves are renames on one file system.
-    """
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
-    try:
-        yield stage
-        final.mkdir(parents=True, exist_ok=True)
-        fresh = {item.name for item in stage.iterdir()}
-        for pattern in owned:
-            for stale in final.glob(pattern):
-                if stale.name not in fresh and stale.is_file():
-                    stale.unlink()
-        for item in sorted(stage.iterdir()):
-            target = final / item.name
-            if target.exists() and not overwrite:
-                raise FileExistsError(f"{target} exists; refusing to overwrite it")
-            if target.is_dir():
-                shutil.rmtree(target)
-            os.replace(item, target)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)

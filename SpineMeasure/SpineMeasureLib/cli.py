@@ -11,13 +11,12 @@ import json
 import sys
 from pathlib import Path
 
-from SpineLocalizerLib.volume_io import atomic_output_dir, read_volume
+from SpineLocalizerLib.output_folder import output_folder
+from SpineLocalizerLib.volume_io import read_volume
 
 from .agreement import agreement_table
 from .catalogue import Thresholds
 from .results import read_csv, write_results
-
-OWNED = ("measurements.csv", "measurements.json", "level_*.png", "agreement.csv", "agreement.json", "bland_altman.png")
 
 
 def _measure(args) -> int:
@@ -50,7 +49,8 @@ def _measure(args) -> int:
         rows += measure_landmarks(load_landmarks(args.landmarks), thresholds)
     if not args.labels and not args.landmarks:
         raise ValueError("give --labels (automatic measurement) and/or --landmarks (reader measurement)")
-    with atomic_output_dir(args.out, owned=OWNED) as stage:
+    inputs = [Path(p) for p in [*args.images, args.labels, args.plan, args.reference_plan, args.landmarks] if p]
+    with output_folder(args.out, command="measure", inputs=inputs, force=args.force) as stage:
         write_results(rows, stage)
         if labels is not None and plan is not None:
             for disc in plan["discs"]:
@@ -70,7 +70,7 @@ def _agreement(args) -> int:
     table = agreement_table(a, b)
     if not table:
         raise ValueError(f"{args.a} and {args.b} share no numeric measurement at the same level")
-    with atomic_output_dir(args.out, owned=OWNED) as stage:
+    with output_folder(args.out, command="agreement", inputs=[Path(args.a), Path(args.b)], force=args.force) as stage:
         (stage / "agreement.json").write_text(json.dumps(table, indent=1))
         keys = ["measurement", "n", "bias", "sd", "loa_low", "loa_high", "mad", "icc_2_1"]
         lines = [",".join(keys)] + [
@@ -95,6 +95,11 @@ def main(argv: list[str] | None = None) -> int:
         ap.add_argument("a")
         ap.add_argument("b")
         ap.add_argument("--out", required=True)
+        ap.add_argument(
+            "--force",
+            action="store_true",
+            help="replace output files that were changed since this command wrote them",
+        )
         ap.add_argument("--names", help="labels of the two sets, e.g. AI,R1")
         args = ap.parse_args(argv[1:])
         func = _agreement
@@ -117,6 +122,11 @@ def main(argv: list[str] | None = None) -> int:
             help="flag recess angles above the threshold (LVP text) instead of below",
         )
         ap.add_argument("--out", required=True)
+        ap.add_argument(
+            "--force",
+            action="store_true",
+            help="replace output files that were changed since this command wrote them",
+        )
         args = ap.parse_args(argv)
         func = _measure
     try:

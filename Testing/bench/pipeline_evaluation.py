@@ -133,7 +133,7 @@ def evaluate_phantoms(
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if processes > 1:
-            from ..parallel import process_pool
+            from SpineLocalizerLib.parallel import process_pool
 
             with process_pool(processes) as pool:
                 return list(pool.map(evaluate_phantom, range(n), [work] * n, *args))

@@ -75,7 +75,7 @@ def evaluate(n_cases: int, *, processes: int = 2) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         if processes > 1:
-            from ..parallel import process_pool
+            from SpineLocalizerLib.parallel import process_pool
 
             with process_pool(processes) as pool:
                 results = list(pool.map(evaluate_case, range(n_cases), [work] * n_cases))

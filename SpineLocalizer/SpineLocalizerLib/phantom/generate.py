@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from ..labels import all_labels, is_disc_code, is_vertebra_code
-from ..volume_io import Volume, atomic_output_dir, write_volume
+from ..output_folder import output_folder
+from ..volume_io import Volume, write_volume
 from .anatomy import build_anatomy
 from .imaging import Grid, highres_grid, localizer_grid, stack_grids, synthesize
 from .params import PhantomParams
@@ -43,7 +44,7 @@ def generate_case(
     anatomy = build_anatomy(params)
     timings["anatomy"] = time.perf_counter() - t0
     files: dict[str, str] = {}
-    with atomic_output_dir(out_dir) as stage:
+    with output_folder(out_dir, command="phantom") as stage:
         t = time.perf_counter()
         grid = localizer_grid(anatomy)
         image, labels = synthesize(anatomy, grid)
