@@ -10,8 +10,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from .cli_errors import run_command
+from .json_files import read_json
 from .networks import MODEL_DIR, ModelError
 from .output_folder import output_folder
+from .plan_file import read_plan
 from .planning.axial_reslice import reslice_disc
 from .planning.doubts import attach_doubts
 from .planning.plan import build_plan
@@ -135,8 +138,8 @@ def cmd_reslice(args) -> int:
     import SimpleITK as sitk
 
     try:
-        plan = json.loads(Path(args.plan).read_text())
         volume = read_volume(args.volume)
+        plan = read_plan(args.plan, volume)
         labels = read_volume(args.labels) if args.labels else None
         if labels is not None and not labels.same_grid(volume):
             raise ValueError(f"{args.labels} is not on the grid of {args.volume}")
@@ -233,9 +236,9 @@ def cmd_scene(args) -> int:
 
     try:
         image = read_volume(args.image)
-        plan = json.loads(Path(args.plan).read_text())
+        plan = read_plan(args.plan, image)
         discs = read_volume(args.discs) if args.discs else None
-        measurements = json.loads(Path(args.measurements).read_text()) if args.measurements else None
+        measurements = read_json(args.measurements, "measurements file") if args.measurements else None
     except (ValueError, FileNotFoundError, json.JSONDecodeError) as err:
         print(f"spine-localizer scene: {err}", file=sys.stderr)
         return 2
@@ -247,14 +250,24 @@ def cmd_scene(args) -> int:
             from .scene.render import render_3d
 
             render_3d(scene, args.screenshot)
+            shot = Path(args.screenshot)
+            if not shot.is_file() or shot.stat().st_size == 0:
+                print(
+                    f"spine-localizer scene: wrote {args.out}, but the screenshot {shot} could not be written "
+                    "(check that its folder exists and is writable)",
+                    file=sys.stderr,
+                )
+                return 2
     print(f"wrote {args.out}: open it in 3D Slicer (File > Open Data)", file=sys.stderr)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="spine-localizer", description="Lumbar MRI scan planning from localizers.")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show the traceback of an error (for a bug report)")
     sub = ap.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("plan", help="plan the scan from localizer image(s)")
+    p = sub.add_parser("plan", parents=[common], help="plan the scan from localizer image(s)")
     p.add_argument("images", nargs="+", help="localizer volume(s): NIfTI, NRRD, MHA or a DICOM series folder")
     p.add_argument(
         "--discs", action="append", help="disc label map in the project's disc codes (one, or one per image)"
@@ -289,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Dice +0.01 on 2 mm localizers, but more wrong lumbar counts on held-out phantoms)",
     )
     p.set_defaults(func=cmd_plan)
-    r = sub.add_parser("reslice", help="reslice a volume along the plan's axial slice groups")
+    r = sub.add_parser("reslice", parents=[common], help="reslice a volume along the plan's axial slice groups")
     r.add_argument("volume")
     r.add_argument("--plan", required=True)
     r.add_argument("--out", required=True)
@@ -300,7 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--labels", help="label map on the volume's grid, resliced with nearest neighbour")
     r.set_defaults(func=cmd_reslice)
-    sc = sub.add_parser("scene", help="bundle image, discs, plan and measurements into a Slicer scene (.mrb)")
+    sc = sub.add_parser(
+        "scene", parents=[common], help="bundle image, discs, plan and measurements into a Slicer scene (.mrb)"
+    )
     sc.add_argument("--image", required=True)
     sc.add_argument("--plan", required=True)
     sc.add_argument("--discs", help="disc label map (becomes a segmentation)")
@@ -308,7 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--out", required=True, help="the .mrb file to write")
     sc.add_argument("--screenshot", help="also render the plan in 3D (offscreen) into this PNG")
     sc.set_defaults(func=cmd_scene)
-    t = sub.add_parser("train", help="train a network on phantoms (and optionally your own image + label pairs)")
+    t = sub.add_parser(
+        "train", parents=[common], help="train a network on phantoms (and optionally your own image + label pairs)"
+    )
     t.add_argument(
         "--stage",
         required=True,
@@ -377,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    return run_command("spine-localizer", lambda: args.func(args), args.debug)
 
 
 if __name__ == "__main__":

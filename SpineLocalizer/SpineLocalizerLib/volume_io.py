@@ -1,4 +1,4 @@
-"""Reading and writing volumes with their LPS geometry, and all-or-nothing output folders.
+"""Reading and writing volumes with their LPS geometry.
 
 Arrays in the pure core are indexed (i, j, k) like the voxel indices of the file; SimpleITK arrays are (k, j, i),
 so the transposition lives here and nowhere else.
@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+
+from .nifti_check import check_nifti_data, is_nifti
 
 
 @dataclass
@@ -64,6 +66,8 @@ def read_volume(path: str | Path) -> Volume:
         raise FileNotFoundError(f"{path}: no such file")
     if path.is_dir():
         return _read_dicom_series(path)
+    if is_nifti(path):
+        check_nifti_data(path)  # ITK reads a cut-off file as zeros and NaN as 0
     try:
         image = sitk.ReadImage(str(path))
     except RuntimeError as err:

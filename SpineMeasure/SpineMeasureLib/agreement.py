@@ -46,15 +46,18 @@ def bland_altman(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
 
 
 def pair_rows(rows_a: list[dict[str, Any]], rows_b: list[dict[str, Any]]) -> dict[str, list[tuple[str, float, float]]]:
-    """measurement -> [(level, value_a, value_b)] for numeric values present in both sets."""
+    """measurement -> [(level, value_a, value_b)] for finite numeric values present in both sets (a NaN, an
+    infinity or a text such as "not measurable" leaves that one pair out, not the whole measurement)."""
 
     def numeric(rows):
         out = {}
         for r in rows:
             try:
-                out[(r["level"], r["measurement"])] = float(r["value"])
+                value = float(r["value"])
             except (TypeError, ValueError):
                 continue
+            if np.isfinite(value):
+                out[(r["level"], r["measurement"])] = value
         return out
 
     va, vb = numeric(rows_a), numeric(rows_b)

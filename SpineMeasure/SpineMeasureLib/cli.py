@@ -7,16 +7,22 @@ spine-measure agreement A.csv B.csv --out DIR [--names AI,R1]
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+import numpy as np
+from SpineLocalizerLib.cli_errors import run_command
+from SpineLocalizerLib.json_files import dumps_standard
+from SpineLocalizerLib.labels import all_labels
 from SpineLocalizerLib.output_folder import output_folder
+from SpineLocalizerLib.plan_file import read_plan
 from SpineLocalizerLib.volume_io import read_volume
 
 from .agreement import agreement_table
 from .catalogue import Thresholds
 from .results import read_csv, write_results
+
+KNOWN_CODES = {code for n in (4, 5, 6) for code in all_labels(n).values()}  # every code a map of ours can hold
 
 
 def _measure(args) -> int:
@@ -35,6 +41,12 @@ def _measure(args) -> int:
         labels = read_volume(args.labels)
         if not labels.array.any():
             raise ValueError(f"{args.labels}: the label map is empty; nothing can be measured")
+        found = sorted(int(v) for v in np.unique(labels.array) if v)
+        if not any(v in KNOWN_CODES for v in found):
+            raise ValueError(
+                f"{args.labels}: none of its labels ({', '.join(map(str, found[:8]))}{' ...' if len(found) > 8 else ''}) "
+                "is one of the project's codes (docs/phantom.md); convert the map to those codes first"
+            )
         for path in args.images:
             vol = read_volume(path)
             if not vol.same_grid(labels):
@@ -42,8 +54,8 @@ def _measure(args) -> int:
                     f"{path} and {args.labels} are on different grids; resample the label map onto the image first"
                 )
             image = image or vol
-        plan = json.loads(Path(args.plan).read_text()) if args.plan else plan_for_labels(labels, args.lumbar_count)
-        reference = json.loads(Path(args.reference_plan).read_text()) if args.reference_plan else None
+        plan = read_plan(args.plan, labels) if args.plan else plan_for_labels(labels, args.lumbar_count)
+        reference = read_plan(args.reference_plan) if args.reference_plan else None
         rows += measure_plan(labels, plan, thresholds, reference)
     if args.landmarks:
         rows += measure_landmarks(load_landmarks(args.landmarks), thresholds)
@@ -71,7 +83,7 @@ def _agreement(args) -> int:
     if not table:
         raise ValueError(f"{args.a} and {args.b} share no numeric measurement at the same level")
     with output_folder(args.out, command="agreement", inputs=[Path(args.a), Path(args.b)], force=args.force) as stage:
-        (stage / "agreement.json").write_text(json.dumps(table, indent=1))
+        (stage / "agreement.json").write_text(dumps_standard(table, indent=1))
         keys = ["measurement", "n", "bias", "sd", "loa_low", "loa_high", "mad", "icc_2_1"]
         lines = [",".join(keys)] + [
             ",".join(str(round(t[k], 4)) if isinstance(t[k], float) else str(t[k]) for k in keys) for t in table
@@ -101,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             help="replace output files that were changed since this command wrote them",
         )
         ap.add_argument("--names", help="labels of the two sets, e.g. AI,R1")
+        ap.add_argument("--debug", action="store_true", help="show the traceback of an error (for a bug report)")
         args = ap.parse_args(argv[1:])
         func = _agreement
     else:
@@ -127,13 +140,10 @@ def main(argv: list[str] | None = None) -> int:
             action="store_true",
             help="replace output files that were changed since this command wrote them",
         )
+        ap.add_argument("--debug", action="store_true", help="show the traceback of an error (for a bug report)")
         args = ap.parse_args(argv)
         func = _measure
-    try:
-        return func(args)
-    except (ValueError, FileNotFoundError, KeyError, json.JSONDecodeError) as err:
-        print(f"spine-measure: {err}", file=sys.stderr)
-        return 2
+    return run_command(ap.prog, lambda: func(args), args.debug)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,11 @@ Each measurement below is computed when its landmarks are present; otherwise the
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from SpineLocalizerLib.json_files import read_json
 
 from . import geometry
 from .catalogue import Thresholds
@@ -97,12 +97,9 @@ def _spec() -> list[tuple[str, list[str], list[str], Any]]:
 
 def load_landmarks(path: str | Path) -> dict[str, Any]:
     path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: landmark file not found") from None
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    data = read_json(path, "landmark file")
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a landmark file is a JSON object with 'levels' (docs/measurements.md)")
     if data.get("coordinate_system", "LPS") != "LPS":
         raise ValueError(
             f"{path}: landmarks must be in LPS (got {data.get('coordinate_system')!r}); export them from Slicer as LPS"

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 
+from ..cli_errors import run_command
 from .generate import generate_case
 from .params import sample_params
 
@@ -14,6 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="spine-phantom", description=__doc__)
     ap.add_argument("--seed", type=int, required=True, help="random seed; the same seed gives identical files")
     ap.add_argument("--out", required=True, help="output folder (created; files are replaced all at once)")
+    ap.add_argument("--debug", action="store_true", help="show the traceback of an error (for a bug report)")
     ap.add_argument("--lumbar-count", type=int, choices=(4, 5, 6), help="force transitional anatomy")
     ap.add_argument("--contrast", choices=("t1", "t2"))
     ap.add_argument("--localizer-spacing", type=float, help="3D localizer voxel size in mm (default 2)")
@@ -33,6 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    return run_command("spine-phantom", lambda: _generate(args), args.debug)
+
+
+def _generate(args) -> int:
     overrides = {}
     for item in args.set:
         if "=" not in item:
@@ -54,12 +60,11 @@ def main(argv: list[str] | None = None) -> int:
             overrides[key] = value
     try:
         params = sample_params(args.seed, **overrides)
-        truth = generate_case(
-            params, args.out, highres=not args.no_highres, stacks=not args.no_stacks, overview=not args.no_overview
-        )
-    except (ValueError, TypeError) as err:
-        print(f"spine-phantom: {err}", file=sys.stderr)
-        return 2
+    except TypeError as err:  # an unknown --set name
+        raise ValueError(str(err)) from err
+    truth = generate_case(
+        params, args.out, highres=not args.no_highres, stacks=not args.no_stacks, overview=not args.no_overview
+    )
     times = ", ".join(f"{k} {v:.2f}s" for k, v in truth["timings_s"].items())
     print(f"wrote phantom seed {args.seed} ({params.lumbar_count} lumbar, {params.contrast}) to {args.out}: {times}")
     return 0

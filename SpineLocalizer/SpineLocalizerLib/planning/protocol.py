@@ -7,6 +7,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..json_files import read_json
+
 GROUPS = ("axial", "sagittal", "coronal")
 GROUP_KEYS = {
     "n_slices": int,
@@ -28,12 +30,9 @@ def load_protocol(path: str | Path | None) -> dict[str, Any]:
     if path is None:
         return default_protocol()
     path = Path(path)
-    try:
-        proto = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: protocol file not found") from None
-    except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    proto = read_json(path, "protocol file")
+    if not isinstance(proto, dict):
+        raise ValueError(f"{path}: a protocol is a JSON object (see resources/default_lumbar_protocol.json)")
     validate_protocol(proto, str(path))
     return proto
 

@@ -1,0 +1,223 @@
+"""Bad input is refused with one line that says what is wrong, a non-zero exit status, no traceback, and the
+output folder exactly as it was (SpineLocalizerLib/cli_errors.py, nifti_check.py, plan_file.py, json_files.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from SpineLocalizerLib.cli import main as localizer_main
+from SpineLocalizerLib.phantom.cli import main as phantom_main
+from SpineMeasureLib.cli import main as measure_main
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    if not folder.exists():
+        return {}
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _image(path: Path, array: np.ndarray) -> Path:
+    image = sitk.GetImageFromArray(array)
+    image.SetSpacing((1.5, 1.5, 4.0))
+    sitk.WriteImage(image, str(path), True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def planned(phantoms, tmp_path_factory):
+    """A phantom localizer, its disc labels, and a plan of it in an output folder."""
+    folder, truth = phantoms.get(32, lumbar_count=5)
+    out = tmp_path_factory.mktemp("planned") / "plan"
+    image, labels = folder / truth["files"]["localizer"], folder / truth["files"]["disc_labels"]
+    assert localizer_main(["plan", str(image), "--discs", str(labels), "--out", str(out)]) == 0
+    return image, labels, out
+
+
+def _refused(capsys, run, out: Path, expect: str, codes=(1, 2)) -> str:
+    before = _snapshot(out)
+    code = run()
+    err = capsys.readouterr().err
+    assert code in codes, (code, err)
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert lines and "Traceback" not in err, err
+    assert any(expect in ln for ln in lines), err
+    assert _snapshot(out) == before, "a refused run changed the output folder"
+    assert not [p for p in out.parent.glob(f".{out.name}.*")], "staging litter"
+    return err
+
+
+def test_a_truncated_nifti_is_refused_not_read_as_zeros(planned, tmp_path, capsys):
+    image, _, out = planned
+    cut = tmp_path / "cut.nii.gz"
+    data = image.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    _refused(capsys, lambda: localizer_main(["plan", str(cut), "--out", str(out)]), out, "damaged")
+    raw = _image(tmp_path / "whole.nii", np.ones((30, 40, 50), dtype=np.int16))
+    (tmp_path / "short.nii").write_bytes(raw.read_bytes()[:-500])
+    _refused(
+        capsys, lambda: localizer_main(["plan", str(tmp_path / "short.nii"), "--out", str(out)]), out, "ends early"
+    )
+
+
+def test_nan_voxels_in_a_nifti_are_refused(planned, tmp_path, capsys):
+    _, _, out = planned
+    array = np.random.default_rng(0).random((30, 40, 50)).astype(np.float32)
+    array[5, 6, 7] = np.nan
+    path = _image(tmp_path / "nan.nii.gz", array)
+    _refused(capsys, lambda: localizer_main(["plan", str(path), "--out", str(out)]), out, "NaN or infinite")
+    array[5, 6, 7] = np.inf
+    path = _image(tmp_path / "inf.nii.gz", array.astype(np.float64))
+    _refused(capsys, lambda: localizer_main(["plan", str(path), "--out", str(out)]), out, "NaN or infinite")
+
+
+@pytest.mark.parametrize(
+    "edit, expect",
+    [
+        (lambda p: p["discs"][0].update(normal_lps=[5 * v for v in p["discs"][0]["normal_lps"]]), "unit vector"),
+        (lambda p: p["discs"][0].update(centroid_lps=[float("nan"), 0.0, 0.0]), "three finite numbers"),
+        (lambda p: p["discs"][0].update(centroid_lps=[900.0, 900.0, 900.0]), "outside the image"),
+        (lambda p: p.update(schema_version=7), "schema_version 7"),
+        (lambda p: p.update(discs="L4-L5"), "'discs' must be a list"),
+    ],
+)
+def test_a_broken_or_foreign_plan_is_refused_by_reslice_and_measure(planned, tmp_path, capsys, edit, expect):
+    image, labels, out = planned
+    plan = json.loads((out / "plan.json").read_text())
+    edit(plan)
+    bad = tmp_path / "bad_plan.json"
+    bad.write_text(json.dumps(plan))
+    target = tmp_path / "axial"
+    err = _refused(
+        capsys,
+        lambda: localizer_main(["reslice", str(image), "--plan", str(bad), "--out", str(target)]),
+        target,
+        expect,
+    )
+    assert str(bad) in err
+    measured = tmp_path / "measured"
+    args = [str(image), "--labels", str(labels), "--plan", str(bad), "--out", str(measured)]
+    _refused(capsys, lambda: measure_main(args), measured, expect)
+
+
+def test_malformed_json_files_are_named_in_the_message(planned, tmp_path, capsys):
+    image, labels, out = planned
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"discs": [')
+    for run, target in (
+        (lambda: localizer_main(["reslice", str(image), "--plan", str(broken), "--out", str(tmp_path / "r")]), "r"),
+        (lambda: localizer_main(["plan", str(image), "--protocol", str(broken), "--out", str(out)]), "plan"),
+        (lambda: measure_main(["--landmarks", str(broken), "--out", str(tmp_path / "m")]), "m"),
+    ):
+        err = _refused(capsys, run, out if target == "plan" else tmp_path / target, "not valid JSON")
+        assert str(broken) in err
+
+
+def test_out_naming_a_file_is_refused_in_one_line(planned, tmp_path, capsys):
+    image, labels, out = planned
+    afile = tmp_path / "a_file"
+    afile.write_text("keep me")
+    _refused(
+        capsys,
+        lambda: localizer_main(["plan", str(image), "--discs", str(labels), "--out", str(afile)]),
+        tmp_path / "nothing",
+        "is a file, not a folder",
+    )
+    assert afile.read_text() == "keep me"
+
+
+def test_a_label_map_of_unknown_codes_is_not_called_empty(planned, tmp_path, capsys):
+    image, _, _ = planned
+    labels = sitk.ReadImage(str(image))
+    unknown = sitk.GetImageFromArray(np.full(sitk.GetArrayFromImage(labels).shape, 77, dtype=np.uint8))
+    unknown.CopyInformation(labels)
+    path = tmp_path / "unknown.nii.gz"
+    sitk.WriteImage(unknown, str(path), True)
+    err = _refused(
+        capsys, lambda: measure_main(["--labels", str(path), "--out", str(tmp_path / "m")]), tmp_path / "m", "77"
+    )
+    assert "empty" not in err and "project's codes" in err
+
+
+def test_a_nan_value_leaves_one_pair_out_and_agreement_json_stays_standard(tmp_path):
+    head = "level,measurement,value,status,method\n"
+    a = tmp_path / "a.csv"
+    b = tmp_path / "b.csv"
+    a.write_text(head + "L3-L4,disc_height_mm,9.0,ok,r\nL4-L5,disc_height_mm,nan,ok,r\nL5-S1,disc_height_mm,11,ok,r\n")
+    b.write_text(
+        head + "L3-L4,disc_height_mm,9.3,ok,r\nL4-L5,disc_height_mm,10.0,ok,r\nL5-S1,disc_height_mm,11.2,ok,r\n"
+    )
+    assert measure_main(["agreement", str(a), str(b), "--out", str(tmp_path / "ag")]) == 0
+    text = (tmp_path / "ag" / "agreement.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    row = json.loads(text)[0]
+    assert row["n"] == 2 and row["bias"] == pytest.approx(0.25)  # (B - A over the two finite pairs)
+
+
+def test_damaged_weights_are_refused_in_one_line(planned, tmp_path, capsys):
+    from SpineLocalizerLib.networks import MODEL_DIR
+
+    image, _, out = planned
+    models = tmp_path / "models"
+    models.mkdir()
+    for path in MODEL_DIR.iterdir():
+        (models / path.name).write_bytes(path.read_bytes())
+    weights = models / "localize.safetensors"
+    raw = bytearray(weights.read_bytes())
+    raw[-10] ^= 0xFF
+    weights.write_bytes(bytes(raw))
+    err = _refused(
+        capsys,
+        lambda: localizer_main(["plan", str(image), "--models", str(models), "--out", str(out)]),
+        out,
+        "checksum",
+    )
+    assert "damaged" in err
+
+
+def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(planned, tmp_path, capsys, monkeypatch):
+    from SpineLocalizerLib import cli
+
+    image, labels, out = planned
+
+    def broken(*_a, **_k):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(cli, "output_subfolders", broken)
+    args = ["plan", str(image), "--discs", str(labels), "--out", str(out)]
+    err = _refused(capsys, lambda: localizer_main(args), out, "--debug")
+    assert "ZeroDivisionError" in err
+    with pytest.raises(ZeroDivisionError):
+        localizer_main(args + ["--debug"])
+
+
+def test_phantom_with_an_unknown_setting_is_one_line(tmp_path, capsys):
+    out = tmp_path / "ph"
+    _refused(
+        capsys,
+        lambda: phantom_main(["--seed", "3", "--set", "no_such_field=1", "--out", str(out)]),
+        out,
+        "no_such_field",
+    )
+
+
+def test_a_screenshot_that_cannot_be_written_is_reported(planned, tmp_path, capsys):
+    image, labels, out = planned
+    code = localizer_main(
+        [
+            "scene",
+            "--image",
+            str(image),
+            "--plan",
+            str(out / "plan.json"),
+            "--out",
+            str(tmp_path / "case.mrb"),
+            "--screenshot",
+            str(tmp_path / "no_such_folder" / "shot.png"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "screenshot" in err and "Traceback" not in err
