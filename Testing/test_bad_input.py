@@ -221,3 +221,102 @@ def test_a_screenshot_that_cannot_be_written_is_reported(planned, tmp_path, caps
     )
     err = capsys.readouterr().err
     assert code == 2 and "screenshot" in err and "Traceback" not in err
+
+
+def _volume_file(path: Path, array: np.ndarray, spacing, direction=None) -> str:
+    image = sitk.GetImageFromArray(array.transpose(2, 1, 0).copy())
+    image.SetSpacing(spacing)
+    if direction is not None:
+        image.SetDirection(direction)
+    sitk.WriteImage(image, str(path), True)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "name, array, spacing, direction, expect",
+    [
+        ("constant", np.full((100, 120, 40), 7, np.int16), (1.5, 1.5, 4.0), None, "holds no anatomy"),
+        (
+            "coarse",
+            np.random.default_rng(1).random((20, 20, 20)).astype(np.float32),
+            (15.0, 15.0, 15.0),
+            None,
+            "spacing",
+        ),
+        # 12 axial slices of 4 mm: 48 mm from head to foot
+        ("axial", np.random.default_rng(2).random((200, 200, 12)).astype(np.float32), (1.0, 1.0, 4.0), None, "48 mm"),
+        # coronal slices: the thick axis runs anterior-posterior
+        (
+            "coronal",
+            np.random.default_rng(3).random((200, 10, 200)).astype(np.float32),
+            (1.5, 6.0, 1.5),
+            None,
+            "stack of coronal slices",
+        ),
+        (
+            "sheared",
+            np.random.default_rng(4).random((60, 60, 80)).astype(np.float32),
+            (2.0, 2.0, 2.0),
+            (1.0, 0.3, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0),
+            "not orthogonal",
+        ),
+    ],
+)
+def test_an_input_that_cannot_be_a_lumbar_localizer_is_refused_fast(
+    tmp_path, capsys, name, array, spacing, direction, expect
+):
+    import time
+
+    path = _volume_file(tmp_path / f"{name}.mha", array, spacing, direction)
+    out = tmp_path / "out"
+    t = time.perf_counter()
+    _refused(capsys, lambda: localizer_main(["plan", path, "--out", str(out)]), out, expect)
+    assert time.perf_counter() - t < 3.0
+
+
+def _dicom_series(folder: Path, uid: str, description: str, positions, normal_axis: int = 0) -> None:
+    """A tiny DICOM series: slices of 40 x 50 at the given positions along `normal_axis` (0: sagittal)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = {0: "0\\1\\0\\0\\0\\-1", 2: "1\\0\\0\\0\\1\\0"}[normal_axis]
+    for k, pos in enumerate(positions):
+        image = sitk.GetImageFromArray((np.random.default_rng(k).random((50, 40)) * 100).astype(np.int16))
+        xyz = [0.0, 0.0, 0.0]
+        xyz[normal_axis] = float(pos)
+        writer = sitk.ImageFileWriter()
+        writer.KeepOriginalImageUIDOn()
+        for tag, value in (
+            ("0020|000e", uid),
+            ("0008|103e", description),
+            ("0020|0037", rows),
+            ("0020|0032", "\\".join(f"{v:g}" for v in xyz)),
+            ("0020|0013", str(k + 1)),
+            ("0008|0018", f"{uid}.{k + 1}"),
+            ("0028|0030", "2\\2"),
+        ):
+            image.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / f"{uid[-1]}_{k:03d}.dcm"))
+        writer.Execute(image)
+
+
+def test_a_dicom_folder_with_several_series_takes_the_sagittal_one_or_asks(tmp_path):
+    from SpineLocalizerLib.volume_io import read_volume
+
+    folder = tmp_path / "study"
+    _dicom_series(folder, "1.2.826.0.1.3680043.2.1", "loc sag", [0, 4, 8, 12, 16], normal_axis=0)
+    _dicom_series(folder, "1.2.826.0.1.3680043.2.2", "loc ax", [0, 5, 10], normal_axis=2)
+    vol = read_volume(folder)
+    assert vol.array.shape[2] == 5 or 5 in vol.array.shape  # the sagittal series, not the first one found
+    _dicom_series(folder, "1.2.826.0.1.3680043.2.3", "loc sag 2", [1, 5, 9], normal_axis=0)
+    with pytest.raises(ValueError, match="choose the localizer with --series UID") as err:
+        read_volume(folder)
+    assert "loc sag 2" in str(err.value) and "loc ax" in str(err.value)
+    assert 3 in read_volume(folder, "1.2.826.0.1.3680043.2.3").array.shape
+
+
+def test_a_dicom_series_with_a_missing_slice_is_refused(tmp_path):
+    from SpineLocalizerLib.volume_io import read_volume
+
+    folder = tmp_path / "gap"
+    _dicom_series(folder, "1.2.826.0.1.3680043.2.9", "loc sag", [0, 4, 8, 16, 20], normal_axis=0)
+    with pytest.raises(ValueError, match="unevenly spaced slices"):
+        read_volume(folder)

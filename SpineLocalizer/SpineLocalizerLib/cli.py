@@ -50,7 +50,7 @@ def cmd_plan(args) -> int:
         try:
             if args.discs:
                 label_path = Path(args.discs[0] if len(args.discs) == 1 else args.discs[k - 1])
-                plan, image = _plan_from_labels(image_path, label_path, protocol, args.lumbar_count)
+                plan, image = _plan_from_labels(image_path, label_path, protocol, args.lumbar_count, args.series)
                 extra = {}
             else:
                 plan, image, extra = _plan_with_networks(image_path, args, protocol)
@@ -98,8 +98,8 @@ def output_subfolders(images: list[Path]) -> list[str]:
     return out
 
 
-def _plan_from_labels(image_path: Path, label_path: Path, protocol, lumbar_count):
-    image = read_volume(image_path)
+def _plan_from_labels(image_path: Path, label_path: Path, protocol, lumbar_count, series=None):
+    image = read_volume(image_path, series)
     labels = read_volume(label_path)
     plan, _ = build_plan(
         labels,
@@ -115,7 +115,7 @@ def _plan_with_networks(image_path: Path, args, protocol):
     from .networks.infer import discs_on, spine_on
     from .pipeline import plan_from_localizer
 
-    image = read_volume(image_path)
+    image = read_volume(image_path, args.series)
     inputs = [image] + ([read_volume(args.coronal)] if args.coronal else [])
     plan, result = plan_from_localizer(
         inputs,
@@ -273,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--discs", action="append", help="disc label map in the project's disc codes (one, or one per image)"
     )
     p.add_argument("--coronal", help="a coronal localizer to fuse with the (single) sagittal one")
+    p.add_argument("--series", help="the DICOM series UID of the localizer, where its folder holds several")
     p.add_argument(
         "--models", help="folder with localize/discs weights and cards (default: the shipped Resources/Models)"
     )

@@ -59,13 +59,14 @@ def write_volume(volume: Volume, path: str | Path) -> None:
     sitk.WriteImage(to_sitk(volume), str(path), useCompression=True)
 
 
-def read_volume(path: str | Path) -> Volume:
-    """Read a 3D volume (NIfTI, NRRD, MHA, ...) or fail with a message naming the file."""
+def read_volume(path: str | Path, series_uid: str | None = None) -> Volume:
+    """Read a 3D volume (NIfTI, NRRD, MHA, ...; a DICOM folder: its one or its only sagittal series, or
+    `series_uid`) or fail with a message naming the file."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
     if path.is_dir():
-        return _read_dicom_series(path)
+        return _checked_axes(_read_dicom_series(path, series_uid), path)
     if is_nifti(path):
         check_nifti_data(path)  # ITK reads a cut-off file as zeros and NaN as 0
     try:
@@ -76,18 +77,24 @@ def read_volume(path: str | Path) -> Volume:
         raise ValueError(f"{path}: is a single 2D slice {image.GetSize()}; a 3D volume is needed")
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise ValueError(f"{path}: has {image.GetNumberOfComponentsPerPixel()} components per voxel; expected 1")
-    return from_sitk(image)
+    return _checked_axes(from_sitk(image), path)
 
 
-def _read_dicom_series(folder: Path) -> Volume:
-    """The first DICOM series in `folder` (a localizer exported from the scanner or PACS)."""
-    reader = sitk.ImageSeriesReader()
-    series = reader.GetGDCMSeriesIDs(str(folder))
-    if not series:
-        raise ValueError(f"{folder}: is a folder without a DICOM series; give a NIfTI/NRRD/MHA file or a DICOM folder")
-    files = reader.GetGDCMSeriesFileNames(str(folder), series[0])
-    reader.SetFileNames(files)
-    image = reader.Execute()
-    if image.GetDimension() != 3 or min(image.GetSize()) < 2:
-        raise ValueError(f"{folder}: DICOM series {series[0]} is a single 2D slice; a 3D localizer is needed")
-    return from_sitk(image)
+ORTHOGONALITY_TOLERANCE = 1e-3
+
+
+def _checked_axes(volume: Volume, path: Path) -> Volume:
+    """Refuse a sheared (non-orthogonal) voxel grid: every output would be written on another grid."""
+    d = np.asarray(volume.direction, dtype=float)
+    if np.abs(d.T @ d - np.eye(3)).max() > ORTHOGONALITY_TOLERANCE:
+        raise ValueError(
+            f"{path}: its voxel axes are not orthogonal (a sheared grid); resample it onto an orthogonal grid "
+            "(e.g. in 3D Slicer: Resample Scalar Volume) first"
+        )
+    return volume
+
+
+def _read_dicom_series(folder: Path, series_uid: str | None = None) -> Volume:
+    from .dicom_series import read_dicom_series
+
+    return read_dicom_series(folder, series_uid)

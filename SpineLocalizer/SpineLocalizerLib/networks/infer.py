@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from ..input_checks import check_localizer
 from ..volume_io import Volume
 from . import MODEL_DIR, data
 from . import levels as level_classifier
@@ -147,16 +148,10 @@ def _prepare(images: list[Volume], grid_axes: str) -> tuple[np.ndarray, Canonica
     """`prepare_input` and the intensity levels of each image (for more grids scaled the same way)."""
     if grid_axes not in GRID_AXES:
         raise ValueError(f"grid axes must be one of {GRID_AXES}, got {grid_axes!r}")
-    for vol in images:
-        if vol.array.ndim != 3 or min(vol.array.shape) < 2:
-            raise ValueError(f"a 3D localizer is needed (got shape {vol.array.shape})")
-        if not np.all(np.isfinite(vol.array)):
-            raise ValueError("the image contains NaN or infinite values; fix or mask them before planning")
-        sp = np.asarray(vol.spacing)
-        if np.any(sp <= 0.05) or np.any(sp > 20.0):
-            raise ValueError(
-                f"voxel spacing {tuple(np.round(sp, 3))} mm is not plausible for MRI (0.05-20 mm expected)"
-            )
+    for k, vol in enumerate(images):
+        check_localizer(
+            vol, "the localizer" if k == 0 else "the coronal localizer", "sagittal" if k == 0 else "coronal"
+        )
     grid = canonical_grid_for(images[0], align=grid_axes == "localizer")
     arrays = [to_canonical(vol, grid)[0] for vol in images]
     levels = [data.normalise_levels(arr) for arr in arrays]
