@@ -56,3 +56,14 @@ def cli_plan(phantoms, tmp_path_factory) -> tuple[Path, dict]:
     ]
     assert localizer_main(args) == 0
     return out, json.loads((out / "plan.json").read_text())
+
+
+@pytest.fixture(autouse=True)
+def _locale_restored():
+    """GDCM's DICOM writer (used by tests that make DICOM series) sets the C locale process-wide; later text I/O
+    of the test process would then be ASCII-only. Each test starts and ends with the locale it was given."""
+    import locale
+
+    saved = locale.setlocale(locale.LC_ALL)
+    yield
+    locale.setlocale(locale.LC_ALL, saved)

@@ -275,7 +275,19 @@ def test_an_input_that_cannot_be_a_lumbar_localizer_is_refused_fast(
 
 
 def _dicom_series(folder: Path, uid: str, description: str, positions, normal_axis: int = 0) -> None:
-    """A tiny DICOM series: slices of 40 x 50 at the given positions along `normal_axis` (0: sagittal)."""
+    """A tiny DICOM series: slices of 40 x 50 at the given positions along `normal_axis` (0: sagittal).
+    (GDCM's writer sets the C locale and leaves it so; it is put back, or later text I/O of the process turns
+    ASCII-only.)"""
+    import locale
+
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        _write_dicom_series(folder, uid, description, positions, normal_axis)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
+def _write_dicom_series(folder: Path, uid: str, description: str, positions, normal_axis: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     rows = {0: "0\\1\\0\\0\\0\\-1", 2: "1\\0\\0\\0\\1\\0"}[normal_axis]
     for k, pos in enumerate(positions):

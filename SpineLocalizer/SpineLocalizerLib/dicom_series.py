@@ -92,9 +92,8 @@ def check_slices(folder: Path, uid: str, files: list[str]) -> None:
         )
 
 
-def read_dicom_series(folder: Path, series_uid: str | None = None):
-    from .volume_io import from_sitk
-
+def read_dicom_series(folder: Path, series_uid: str | None = None) -> sitk.Image:
+    """The chosen series (`choose_series`) as one image, after `check_slices`."""
     uid, files = choose_series(folder, series_uid)
     if len(files) < 2:
         raise ValueError(f"{folder}: DICOM series {uid} is a single 2D slice; a 3D localizer is needed")
@@ -105,4 +104,4 @@ def read_dicom_series(folder: Path, series_uid: str | None = None):
         image = reader.Execute()
     except RuntimeError as err:
         raise ValueError(f"{folder}: series {uid} cannot be read ({str(err).strip().splitlines()[-1]})") from err
-    return from_sitk(image)
+    return image

@@ -97,4 +97,4 @@ def _checked_axes(volume: Volume, path: Path) -> Volume:
 def _read_dicom_series(folder: Path, series_uid: str | None = None) -> Volume:
     from .dicom_series import read_dicom_series
 
-    return read_dicom_series(folder, series_uid)
+    return from_sitk(read_dicom_series(folder, series_uid))
