@@ -232,10 +232,11 @@ def test_a_run_killed_at_any_point_leaves_one_whole_run_in_the_folder(tmp_path, 
         tags = {v[:1].decode() for name, v in files.items() if not name.startswith(".")}
         assert tags in ({previous}, {tag}), f"two runs mixed after kill {k}: {sorted(tags)}"
         assert len([n for n in files if n.startswith("part")]) == 40
-        assert (tags == {tag}) == (proc.returncode == 0)  # the new run is there exactly when it finished
+        if proc.returncode == 0:  # a finished run is in the folder (a kill after its swap leaves it there too)
+            assert tags == {tag}
         if sig == signal.SIGTERM:
             assert not any(".partial-" in n for n in _litter(out))  # cleaned up on SIGTERM
-        outcomes.append(proc.returncode == 0)
+        outcomes.append(tags == {tag})
         previous = tags.pop()
     assert not all(outcomes), "every run finished before the signal: the kill points missed the run"
     # The next run removes what a SIGKILL left beside the folder.
