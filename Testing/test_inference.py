@@ -174,3 +174,25 @@ def test_inside_images_of_a_tilted_image_matches_a_voxel_by_voxel_check(angles):
     slow = np.all((idx >= -0.5 + m) & (idx <= n - 0.5 - m), axis=1).reshape(fast.shape)
     assert slow.sum() > 1000 and (~slow).sum() > 1000  # the box cuts through the tilted image
     assert np.array_equal(fast, slow)
+
+
+def test_a_second_plan_in_one_process_reuses_the_loaded_networks(tmp_path):
+    import os
+    import shutil
+    import time
+
+    from SpineLocalizerLib.networks import MODEL_DIR, infer
+
+    models = tmp_path / "models"
+    shutil.copytree(MODEL_DIR, models)
+    infer._LOADED.clear()
+    t = time.perf_counter()
+    first = infer.loaded_networks(models)
+    loading = time.perf_counter() - t
+    t = time.perf_counter()
+    assert infer.loaded_networks(models) is first
+    assert time.perf_counter() - t < loading / 10
+    # Weights replaced in the folder are loaded again (and checked against their card again).
+    card = models / "levels.json"
+    os.utime(card, ns=(card.stat().st_atime_ns, card.stat().st_mtime_ns + 1_000_000))
+    assert infer.loaded_networks(models) is not first

@@ -87,8 +87,8 @@ def plan_overview(image: Volume, plan: dict[str, Any], png: str | Path) -> None:
     fig.suptitle(
         f"{len(plan['discs'])} axial slice groups ({plan['protocol']['axial']['n_slices']} x "
         f"{plan['protocol']['axial']['thickness_mm']} mm), saturation band orange; quality factor {qf:.2f}"
-        + (
-            "  CHECK PLAN: " + "; ".join(d["code"].replace("_", " ") for d in plan.get("doubts", []))
+        + (  # the reasons on a line of their own: several do not fit beside the summary
+            "\nCHECK PLAN: " + "; ".join(d["code"].replace("_", " ") for d in plan.get("doubts", []))
             if doubtful
             else ""
         ),
