@@ -73,7 +73,7 @@ def test_fine_margins_in_slabs_equal_the_whole_box_at_once_and_are_the_log_odds(
 
 def _output_folder(tmp_path):
     """Shipped weights plus an output network made of the shipped disc network and an untrained head."""
-    from SpineLocalizerLib.networks.infer import load_model
+    from SpineLocalizerLib.networks.models import load_model
     from SpineLocalizerLib.networks.train_fine import export_fine
 
     folder = tmp_path / "models"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from SpineLocalizerLib.networks.infer import load_model
+from SpineLocalizerLib.networks.models import load_model
 from SpineLocalizerLib.networks.vnet import VNet
 
 
@@ -181,18 +181,18 @@ def test_a_second_plan_in_one_process_reuses_the_loaded_networks(tmp_path):
     import shutil
     import time
 
-    from SpineLocalizerLib.networks import MODEL_DIR, infer
+    from SpineLocalizerLib.networks import MODEL_DIR, loaded
 
     models = tmp_path / "models"
     shutil.copytree(MODEL_DIR, models)
-    infer._LOADED.clear()
+    loaded._LOADED.clear()
     t = time.perf_counter()
-    first = infer.loaded_networks(models)
+    first = loaded.loaded_networks(models)
     loading = time.perf_counter() - t
     t = time.perf_counter()
-    assert infer.loaded_networks(models) is first
+    assert loaded.loaded_networks(models) is first
     assert time.perf_counter() - t < loading / 10
     # Weights replaced in the folder are loaded again (and checked against their card again).
     card = models / "levels.json"
     os.utime(card, ns=(card.stat().st_atime_ns, card.stat().st_mtime_ns + 1_000_000))
-    assert infer.loaded_networks(models) is not first
+    assert loaded.loaded_networks(models) is not first

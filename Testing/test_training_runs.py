@@ -10,7 +10,7 @@ import pytest
 import torch
 from SpineLocalizerLib.networks import ModelError, checkpoints, data, models, samples, stage_validation
 from SpineLocalizerLib.networks import train as training
-from SpineLocalizerLib.networks.infer import load_model
+from SpineLocalizerLib.networks.models import load_model
 from SpineLocalizerLib.networks.vnet import VNet
 
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from SpineLocalizerLib.networks.infer import discs_on, load_model, prepare_input, run_pipeline, spine_on
+from SpineLocalizerLib.networks.infer import discs_on, prepare_input, run_pipeline, spine_on
+from SpineLocalizerLib.networks.models import load_model
 from SpineLocalizerLib.networks.runtime import RUNTIME_ENV
 from SpineLocalizerLib.phantom.generate import generate_case
 from SpineLocalizerLib.phantom.params import sample_params
