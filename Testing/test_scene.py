@@ -37,6 +37,13 @@ def test_plan_nodes_carry_the_plan_geometry_in_ras(plan):
     assert np.allclose(node.GetSize()[:2], disc["slice_group"]["fov_mm"])
     band = scene.GetFirstNodeByName(plan["saturation_bands"][0]["name"])
     assert band.IsA("vtkMRMLMarkupsROINode") and band.GetSize()[2] == plan["saturation_bands"][0]["thickness_mm"]
+    # The band sits where the plan puts it (not at the scene origin) with its thin axis along its normal.
+    centre = [0.0] * 3
+    band.GetCenterWorld(centre)
+    assert np.allclose(centre, lps_to_ras(plan["saturation_bands"][0]["center_lps"]), atol=1e-3)
+    to_world = band.GetObjectToWorldMatrix()
+    thin_axis = [to_world.GetElement(r, 2) for r in range(3)]
+    assert np.allclose(thin_axis, lps_to_ras(plan["saturation_bands"][0]["normal_lps"]), atol=1e-6)
     rows = logic.table_rows()
     assert len(rows) == len(planes) and {r["Source"] for r in rows} == {"ai"}
     assert scene.GetFirstNodeByName("Disc labels").GetNumberOfControlPoints() == len(plan["discs"])

@@ -157,9 +157,9 @@ class PlanSceneLogic:
                 m.SetElement(row, col, float(val))
         for row, val in enumerate(lps_to_ras(band["center_lps"])):
             m.SetElement(row, 3, float(val))
-        node.SetAndObserveObjectToNodeMatrix(m)
-        node.SetCenter(0.0, 0.0, 0.0)
+        # Size first, then the pose: SetCenter after the pose would move the band back to the origin.
         node.SetSize(*[float(s) for s in band["size_mm"]])
+        node.SetAndObserveObjectToNodeMatrix(m)
         node.SetAttribute(ATTR + "role", "band")
         node.SetAttribute(ATTR + "source", "ai")
         node.SetAttribute(ATTR + "ai", json.dumps(band))
