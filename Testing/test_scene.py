@@ -73,11 +73,34 @@ def test_an_edit_updates_the_table_and_survives_a_rerun_until_reset(plan):
     assert np.allclose(plane_geometry_lps(node)["center"], moved)
     other = logic.planes()[f"{plan['discs'][0]['label']} axial"]
     assert np.allclose(plane_geometry_lps(other)["center"], rerun["discs"][0]["scan_center_lps"])
+    assert node.GetDisplayNode().GetSelectedColor() != other.GetDisplayNode().GetSelectedColor()  # shown as edited
     logic.reset_to_ai(name)
     assert np.allclose(plane_geometry_lps(node)["center"], rerun["discs"][2]["scan_center_lps"])
     assert {r["Plane"]: r for r in logic.table_rows()}[name]["Source"] == "ai"
+    assert node.GetDisplayNode().GetSelectedColor() == other.GetDisplayNode().GetSelectedColor()  # AI colour back
     logic.load_plan(plan, overwrite_manual=True)
     assert np.allclose(plane_geometry_lps(node)["center"], disc["scan_center_lps"])
+
+
+@pytest.mark.parametrize("edit", ["resize", "rotate in plane"])
+def test_resizing_or_rotating_a_plane_in_its_own_plane_is_an_edit(plan, edit):
+    scene = slicer.vtkMRMLScene()
+    logic = PlanSceneLogic(scene)
+    logic.load_plan(plan)
+    disc = plan["discs"][1]
+    name = f"{disc['label']} axial"
+    node = logic.planes()[name]
+    group = disc["slice_group"]
+    x_axis, fov = np.asarray(group["x_axis_lps"]), list(group["fov_mm"])
+    if edit == "resize":
+        fov = [fov[0] + 40.0, fov[1]]
+    else:  # 20 degrees about the normal: the centre and the normal stay
+        n = np.asarray(disc["normal_lps"])
+        angle = np.radians(20.0)
+        x_axis = x_axis * np.cos(angle) + np.cross(n, x_axis) * np.sin(angle)
+    set_plane_lps(node, disc["scan_center_lps"], disc["normal_lps"], x_axis, fov)
+    assert {r["Plane"]: r for r in logic.table_rows()}[name]["Source"] == "manual"
+    assert logic.load_plan(plan)[name] == "kept manual"
 
 
 def test_teaching_scores_a_known_wrong_plane_and_logs_it(plan, tmp_path):

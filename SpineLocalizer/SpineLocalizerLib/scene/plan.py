@@ -128,6 +128,7 @@ class PlanSceneLogic:
             return "kept manual"
         set_plane_lps(node, center, normal, x_axis, fov)
         node.SetAttribute(ATTR + "source", "ai")
+        node.SetAttribute(ATTR + "ai_colour", json.dumps(list(map(float, colour))))
         display = node.GetDisplayNode()
         if display is None:
             node.CreateDefaultDisplayNodes()
@@ -191,6 +192,8 @@ class PlanSceneLogic:
             last is not None
             and np.allclose(geo["center"], last["center"], atol=1e-4)
             and np.allclose(geo["normal"], last["normal"], atol=1e-6)
+            and np.allclose(geo["x_axis"], last["x_axis"], atol=1e-6)  # rotated in its own plane
+            and np.allclose(geo["size"], last["size"], atol=1e-4)  # field of view resized
         ):
             return  # a display change, not a geometry change
         self._last[name] = geo
@@ -208,6 +211,10 @@ class PlanSceneLogic:
         try:
             set_plane_lps(node, ai["center"], ai["normal"], ai["x_axis"], ai["size"])
             node.SetAttribute(ATTR + "source", "ai")
+            colour = node.GetAttribute(ATTR + "ai_colour")
+            display = node.GetDisplayNode()
+            if colour and display is not None:  # back to the AI's colour: it no longer shows as edited
+                display.SetSelectedColor(*json.loads(colour))
             self._last[name] = plane_geometry_lps(node)
         finally:
             self._updating = False
