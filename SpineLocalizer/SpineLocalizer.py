@@ -191,7 +191,9 @@ class SpineLocalizerLogic(ScriptedLoadableModuleLogic):
             add_volume(slicer.mrmlScene, vol, f"{name} images")
 
     def newTraineePlane(self, trainee: str):
-        node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsPlaneNode", f"{trainee} plane")
+        from SpineLocalizerLib.scene.teaching import trainee_plane_name
+
+        node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsPlaneNode", trainee_plane_name(trainee))
         slicer.modules.markups.logic().SetActiveList(node)
         interaction = slicer.app.applicationLogic().GetInteractionNode()
         interaction.SetCurrentInteractionMode(interaction.Place)
@@ -199,9 +201,9 @@ class SpineLocalizerLogic(ScriptedLoadableModuleLogic):
     def checkTraineePlane(self, p, referencePath: str):
         import json
 
-        from SpineLocalizerLib.scene.teaching import TeachingSceneLogic
+        from SpineLocalizerLib.scene.teaching import TeachingSceneLogic, latest_trainee_plane
 
-        trainee = slicer.mrmlScene.GetFirstNodeByName(f"{p.traineeName} plane")
+        trainee = latest_trainee_plane(slicer.mrmlScene, p.traineeName)
         if trainee is None:
             raise ValueError("Place the trainee plane first ('New trainee plane').")
         if referencePath:

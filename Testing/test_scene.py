@@ -103,6 +103,28 @@ def test_resizing_or_rotating_a_plane_in_its_own_plane_is_an_edit(plan, edit):
     assert logic.load_plan(plan)[name] == "kept manual"
 
 
+def test_teaching_refuses_an_unplaced_plane_and_logs_nothing(plan):
+    scene = slicer.vtkMRMLScene()
+    disc = plan["discs"][4]
+    unplaced = scene.AddNewNodeByClass("vtkMRMLMarkupsPlaneNode", "trainee")
+    teach = TeachingSceneLogic(scene)
+    reference = {"center": disc["scan_center_lps"], "normal": disc["normal_lps"], "posterior": disc["posterior_lps"]}
+    with pytest.raises(ValueError, match="place the L4-L5 plane first"):
+        teach.check(unplaced, reference, trainee="novice", level="L4-L5", reference_name="AI")
+    assert teach.table().GetTable().GetNumberOfRows() == 0
+
+
+def test_a_second_trainee_plane_is_the_one_checked():
+    from SpineLocalizerLib.scene.teaching import latest_trainee_plane, trainee_plane_name
+
+    scene = slicer.vtkMRMLScene()
+    assert latest_trainee_plane(scene, "novice") is None
+    first = scene.AddNewNodeByClass("vtkMRMLMarkupsPlaneNode", trainee_plane_name("novice"))
+    second = scene.AddNewNodeByClass("vtkMRMLMarkupsPlaneNode", trainee_plane_name("novice"))
+    scene.AddNewNodeByClass("vtkMRMLMarkupsPlaneNode", trainee_plane_name("expert"))
+    assert latest_trainee_plane(scene, "novice") is second is not first
+
+
 def test_teaching_scores_a_known_wrong_plane_and_logs_it(plan, tmp_path):
     scene = slicer.vtkMRMLScene()
     disc = plan["discs"][4]

@@ -12,6 +12,18 @@ TABLE_NAME = "Teaching attempts"
 COLUMNS = ("Time", "Trainee", "Level", "Reference", "Offset angle (deg)", "Centre distance (mm)", "Passed", "Advice")
 
 
+def trainee_plane_name(trainee: str) -> str:
+    return f"{trainee} plane"
+
+
+def latest_trainee_plane(scene, trainee: str):
+    """The trainee's most recent plane (a second "New trainee plane" makes a second node of the same name; the
+    first one found by name would be the old plane), or None."""
+    nodes = scene.GetNodesByClassByName("vtkMRMLMarkupsPlaneNode", trainee_plane_name(trainee))
+    count = nodes.GetNumberOfItems()
+    return nodes.GetItemAsObject(count - 1) if count else None
+
+
 class TeachingSceneLogic:
     def __init__(self, scene, *, max_angle_deg: float = 3.0, max_distance_mm: float = 5.0):
         self.scene = scene
@@ -26,7 +38,10 @@ class TeachingSceneLogic:
         return node
 
     def check(self, trainee_plane, reference: dict, *, trainee: str, level: str, reference_name: str) -> PlaneScore:
-        """`reference`: {'center', 'normal', 'posterior'} in LPS (an AI plan disc or an expert's plane)."""
+        """`reference`: {'center', 'normal', 'posterior'} in LPS (an AI plan disc or an expert's plane). A plane
+        the trainee has not placed yet is refused (ValueError) and not logged: it would score the origin."""
+        if trainee_plane is None or not trainee_plane.GetIsPlaneValid():
+            raise ValueError(f"place the {level} plane first (click in a view to put it down), then check it")
         geo = plane_geometry_lps(trainee_plane)
         score = score_plane(
             geo["center"],
