@@ -3,7 +3,7 @@
     python scripts/train_all.py OUT [--cache DIR]        # `make train` runs this with OUT=models
 
 OUT/phantom receives the phantom-trained weights, cards, logs and resumable checkpoints (re-running continues
-where it stopped); OUT/final the weights to ship (copy them to Resources/Models or pass `--models OUT/final`).
+where it stopped); OUT/final the weights to ship (copy them to SpineLocalizer/Resources/Models or pass `--models OUT/final`).
 Stage times are appended to OUT/train_all.log. The real fine-tune needs ../shared/data/real; without it, it is
 skipped and OUT/final holds the phantom-only classifier (the log says so).
 """

@@ -275,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--coronal", help="a coronal localizer to fuse with the (single) sagittal one")
     p.add_argument("--series", help="the DICOM series UID of the localizer, where its folder holds several")
     p.add_argument(
-        "--models", help="folder with localize/discs weights and cards (default: the shipped Resources/Models)"
+        "--models",
+        help="folder with localize/discs weights and cards (default: the shipped SpineLocalizer/Resources/Models)",
     )
     p.add_argument("--out", required=True, help="output folder (one sub-folder per input when several)")
     p.add_argument(
@@ -388,7 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="localize stage: weight of a cross-entropy that makes the level heatmap channels compete at each disc "
         "(default 0 = off, as the shipped weights; README, Networks: without it the channels do not name levels)",
     )
-    t.add_argument("--init-from", help="start from the weights in this folder (e.g. Resources/Models) to fine-tune")
+    t.add_argument(
+        "--init-from", help="start from the weights in this folder (e.g. SpineLocalizer/Resources/Models) to fine-tune"
+    )
     t.set_defaults(func=cmd_train)
     return ap
 

@@ -7,7 +7,7 @@ areas, heatmap responses, centres) with the true level of each component, then
 1. fits the logistic model "lumbar disc" ~ thickness + footprint ratio (LUMBAR_LOGIT), and
 2. scores the sequence-matching settings by the fraction of cases whose lowest component gets its true name
    (which requires the right lumbar count and shift), with and without the level classifier's log-likelihood
-   (if `Resources/Models/levels.safetensors` exists), and reports the classifier's per-disc accuracy.
+   (if `SpineLocalizer/Resources/Models/levels.safetensors` exists), and reports the classifier's per-disc accuracy.
 
 .venv/bin/python Testing/bench/tune_labeling.py [N] [WORKDIR] [MODELS] [lps|localizer]  (the grid's axes)
 
