@@ -70,6 +70,16 @@ class SpineLocalizerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.checkButton.connect("clicked(bool)", self.onCheck)
         self.ui.exportAttemptsButton.connect("clicked(bool)", self.onExportAttempts)
         self.ui.loadPhantomButton.connect("clicked(bool)", self.onLoadPhantom)
+        # A closed scene takes its plan nodes with it: the plan logic starts afresh on the next run.
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneClosed)
+
+    def onSceneClosed(self, caller=None, event=None):
+        self.logic.forgetPlan()
+
+    def cleanup(self):
+        self.removeObservers()
+        if self.logic is not None:
+            self.logic.forgetPlan()
 
     def onRun(self):
         with slicer.util.tryWithErrorDisplay("Planning failed.", waitCursor=True):
@@ -119,6 +129,12 @@ class SpineLocalizerLogic(ScriptedLoadableModuleLogic):
 
     def getParameterNode(self):
         return SpineLocalizerParameterNode(super().getParameterNode())
+
+    def forgetPlan(self):
+        """Drop the plan logic and its observers (scene closed, module closed)."""
+        if self._plan_logic is not None:
+            self._plan_logic.cleanup()
+        self._plan_logic = None
 
     def planLogic(self):
         from SpineLocalizerLib.scene.plan import PlanSceneLogic

@@ -82,6 +82,27 @@ def test_an_edit_updates_the_table_and_survives_a_rerun_until_reset(plan):
     assert np.allclose(plane_geometry_lps(node)["center"], disc["scan_center_lps"])
 
 
+def test_edits_are_tracked_after_the_scene_is_closed_and_filled_again(plan):
+    # File > Close Scene clears the scene; the next plan's nodes get the same IDs as the old ones.
+    scene = slicer.vtkMRMLScene()
+    logic = PlanSceneLogic(scene)
+    logic.load_plan(plan)
+    old_ids = {name: node.GetID() for name, node in logic.planes().items()}
+    scene.Clear(0)
+    logic.load_plan(plan)
+    disc = plan["discs"][2]
+    name = f"{disc['label']} axial"
+    node = logic.planes()[name]
+    assert node.GetID() == old_ids[name]  # the ID was reused
+    moved = np.asarray(disc["scan_center_lps"]) + [0.0, 0.0, 3.0]
+    set_plane_lps(node, moved, disc["normal_lps"], disc["slice_group"]["x_axis_lps"], disc["slice_group"]["fov_mm"])
+    assert {r["Plane"]: r for r in logic.table_rows()}[name]["Source"] == "manual"
+    assert logic.load_plan(plan)[name] == "kept manual"
+    assert np.allclose(plane_geometry_lps(node)["center"], moved)
+    logic.cleanup()
+    assert all(not node.HasObserver("ModifiedEvent") for node in logic.planes().values())
+
+
 @pytest.mark.parametrize("edit", ["resize", "rotate in plane"])
 def test_resizing_or_rotating_a_plane_in_its_own_plane_is_an_edit(plan, edit):
     scene = slicer.vtkMRMLScene()

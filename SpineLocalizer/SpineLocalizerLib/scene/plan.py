@@ -38,7 +38,8 @@ class PlanSceneLogic:
 
     def __init__(self, scene):
         self.scene = scene
-        self._observed: dict[str, tuple[Any, int]] = {}
+        # Observed nodes by the node itself, not by ID: a closed and refilled scene reuses the IDs.
+        self._observed: list[tuple[Any, int]] = []
         self._last: dict[str, dict] = {}
         self._updating = False
         self.quality = None
@@ -177,10 +178,29 @@ class PlanSceneLogic:
     # ------------------------------------------------------------------------------------------ edits
 
     def _observe(self, node) -> None:
-        if node.GetID() in self._observed:
+        self._forget_removed()
+        if any(seen is node for seen, _ in self._observed):
             return
         tag = node.AddObserver("ModifiedEvent", self._on_modified)
-        self._observed[node.GetID()] = (node, tag)
+        self._observed.append((node, tag))
+
+    def _forget_removed(self) -> None:
+        """Stop observing nodes no longer in the scene (a closed scene, a deleted plane)."""
+        keep = []
+        for node, tag in self._observed:
+            if node.GetScene() is self.scene and self.scene.IsNodePresent(node):
+                keep.append((node, tag))
+            else:
+                node.RemoveObserver(tag)
+                self._last.pop(node.GetName(), None)
+        self._observed = keep
+
+    def cleanup(self) -> None:
+        """Remove every observer this logic added (the module calls it when it is closed)."""
+        for node, tag in self._observed:
+            node.RemoveObserver(tag)
+        self._observed = []
+        self._last.clear()
 
     def _on_modified(self, node, _event=None) -> None:
         if self._updating:
