@@ -226,3 +226,26 @@ def test_axial_images_follow_the_edited_plane(plan, phantoms):
     stack = stacks[name]
     assert np.allclose(stack.direction[:, 2], tilted / np.linalg.norm(tilted), atol=1e-6)
     assert stack.array.shape[2] == disc["slice_group"]["n_slices"] and stack.array.any()
+
+
+def test_running_again_updates_the_generated_nodes_instead_of_adding_copies():
+    from SpineLocalizerLib.scene.volumes import add_disc_segmentation, add_rows_table, add_volume
+    from SpineLocalizerLib.volume_io import Volume
+
+    scene = slicer.vtkMRMLScene()
+    users = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "L4-L5 axial images")  # the user's own node
+    first = np.zeros((20, 20, 20), dtype=np.uint8)
+    first[5:8, 5:15, 5:15] = 123  # L4-L5
+    second = first.copy()
+    second[12:15, 5:15, 5:15] = 122  # L3-L4 as well
+    for labels, n_rows in ((first, 2), (second, 1)):
+        volume = Volume(labels.astype(np.float32), (2.0, 2.0, 2.0), np.zeros(3), np.eye(3))
+        add_volume(scene, volume, "L4-L5 axial images")
+        seg = add_disc_segmentation(scene, Volume(labels, (2.0, 2.0, 2.0), np.zeros(3), np.eye(3)))
+        add_rows_table(scene, [{"a": "1"}] * n_rows, "Scan parameters", ["a"])
+    volumes = scene.GetNodesByClassByName("vtkMRMLScalarVolumeNode", "L4-L5 axial images")
+    assert volumes.GetNumberOfItems() == 2 and scene.IsNodePresent(users)  # the user's, and one of ours
+    assert scene.GetNodesByClassByName("vtkMRMLSegmentationNode", "Discs").GetNumberOfItems() == 1
+    assert seg.GetSegmentation().GetNumberOfSegments() == 2  # the second run's discs only
+    tables = scene.GetNodesByClassByName("vtkMRMLTableNode", "Scan parameters")
+    assert tables.GetNumberOfItems() == 1 and tables.GetItemAsObject(0).GetTable().GetNumberOfRows() == 1

@@ -37,9 +37,25 @@ def _ijk_to_ras(volume: Volume):
     return out
 
 
+GENERATED = "SpinePlanner.generated"  # attribute of nodes this code made: the ones a re-run may replace
+
+
+def _generated_node(scene, cls: str, name: str):
+    """The node of `cls` named `name` that an earlier run made (updated in place, so each click does not add
+    another copy), or a new one. A node of the same name that the user made is never reused."""
+    nodes = scene.GetNodesByClassByName(cls, name)
+    for i in range(nodes.GetNumberOfItems()):
+        node = nodes.GetItemAsObject(i)
+        if node.GetAttribute(GENERATED) == "1" and node.IsA(cls) and node.GetClassName() == cls:
+            return node
+    node = scene.AddNewNodeByClass(cls, name)
+    node.SetAttribute(GENERATED, "1")
+    return node
+
+
 def add_volume(scene, volume: Volume, name: str, *, labelmap: bool = False):
     cls = "vtkMRMLLabelMapVolumeNode" if labelmap else "vtkMRMLScalarVolumeNode"
-    node = scene.AddNewNodeByClass(cls, name)
+    node = _generated_node(scene, cls, name)
     node.SetIJKToRASMatrix(_ijk_to_ras(volume))
     node.SetAndObserveImageData(_image_data(volume.array))
     node.CreateDefaultDisplayNodes()
@@ -51,7 +67,8 @@ def add_disc_segmentation(scene, discs: Volume, name: str = "Discs", names: dict
     import slicer
 
     label_node = add_volume(scene, discs, name + " labelmap", labelmap=True)
-    seg = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+    seg = _generated_node(scene, "vtkMRMLSegmentationNode", name)
+    seg.GetSegmentation().RemoveAllSegments()  # a re-run replaces the discs of the previous one
     seg.CreateDefaultDisplayNodes()
     if not slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(label_node, seg):
         raise RuntimeError("could not convert the disc label map into a segmentation")
@@ -69,8 +86,9 @@ def add_disc_segmentation(scene, discs: Volume, name: str = "Discs", names: dict
 def add_rows_table(scene, rows: list[dict[str, Any]], name: str, columns: list[str]):
     from . import string_columns
 
-    node = scene.AddNewNodeByClass("vtkMRMLTableNode", name)
+    node = _generated_node(scene, "vtkMRMLTableNode", name)
     table = node.GetTable()
+    table.Initialize()  # a re-run replaces the rows (and columns) of the previous one
     arrays = string_columns(table, columns)
     for r in rows:
         for arr, col in zip(arrays, columns):
