@@ -332,3 +332,37 @@ def test_a_dicom_series_with_a_missing_slice_is_refused(tmp_path):
     _dicom_series(folder, "1.2.826.0.1.3680043.2.9", "loc sag", [0, 4, 8, 16, 20], normal_axis=0)
     with pytest.raises(ValueError, match="unevenly spaced slices"):
         read_volume(folder)
+
+
+def test_train_user_data_is_checked_before_the_slow_part(tmp_path, capsys):
+    import time
+
+    from SpineLocalizerLib.cli import main as cli_main
+
+    user = tmp_path / "mine"
+    user.mkdir()
+    image = np.random.default_rng(5).random((40, 40, 40)).astype(np.float32)
+    _volume_file(user / "a_image.nii.gz", image, (2.0, 2.0, 2.0))
+    _volume_file(user / "a_labels.nii.gz", np.zeros((30, 40, 40), np.uint8), (2.0, 2.0, 2.0))  # another grid
+    _volume_file(user / "b_image.nii.gz", image, (2.0, 2.0, 2.0))
+    _volume_file(user / "b_labels.nii.gz", np.full((40, 40, 40), 7, np.uint8), (2.0, 2.0, 2.0))  # no project code
+    t = time.perf_counter()
+    code = cli_main(
+        [
+            "train",
+            "--stage",
+            "levels",
+            "--user-data",
+            str(user),
+            "--cache",
+            str(tmp_path / "c"),
+            "--out",
+            str(tmp_path / "m"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert (
+        code == 2 and "2 pair(s) cannot be trained on" in err and "a: the label map is not on the image's grid" in err
+    )
+    assert "b: the label map holds no vertebra or disc code" in err and "Traceback" not in err
+    assert time.perf_counter() - t < 10.0 and not (tmp_path / "c").exists()  # no phantom cache was built

@@ -184,6 +184,22 @@ def load_case(path: Path) -> Case:
         return Case(labels=z["labels"], tissue=z["tissue"], image=None, discs=discs)
 
 
+def user_pair_problem(image, labels) -> str | None:
+    """What makes an image + label pair unusable for training, or None."""
+    from ..labels import is_vertebra_code
+
+    if not labels.same_grid(image):
+        return "the label map is not on the image's grid (resample it onto the image)"
+    if not np.all(np.isfinite(image.array)) or float(np.ptp(image.array)) == 0.0:
+        return "the image is constant or holds NaN/infinite values"
+    values = np.unique(labels.array)
+    if not np.allclose(values, np.round(values)):
+        return "the label map holds fractional values (labels must be whole numbers)"
+    if not any(is_disc_code(int(v)) or is_vertebra_code(int(v)) for v in values if v > 0):
+        return "the label map holds no vertebra or disc code of the project (docs/phantom.md)"
+    return None
+
+
 def user_cases(folder: Path) -> list[Case]:
     """Image + label pairs from a user's folder, resampled to the canonical grid around their centre."""
     from ..volume_io import read_volume
@@ -191,11 +207,26 @@ def user_cases(folder: Path) -> list[Case]:
     from .canonical import to_canonical
 
     cases = []
+    pairs = []
+    problems = []
     for image_path in sorted(Path(folder).glob("*_image.nii.gz")):
         label_path = image_path.with_name(image_path.name.replace("_image.nii.gz", "_labels.nii.gz"))
         if not label_path.exists():
             raise FileNotFoundError(f"{image_path}: no matching {label_path.name} (labels must sit beside images)")
-        image, labels = read_volume(image_path), read_volume(label_path)
+        try:
+            image, labels = read_volume(image_path), read_volume(label_path)
+            problem = user_pair_problem(image, labels)
+        except ValueError as err:
+            problem = str(err)
+        if problem:
+            problems.append(f"{image_path.name.split('_image')[0]}: {problem}")
+        else:
+            pairs.append((image, labels))
+    # Every pair is checked before any is used (and before the slow part of training starts).
+    if problems:
+        more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
+        raise ValueError(f"{folder}: {len(problems)} pair(s) cannot be trained on: " + "; ".join(problems[:5]) + more)
+    for image, labels in pairs:
         img_c, grid = to_canonical(image)
         lab_c, _ = to_canonical(labels, grid=grid, labels=True)
         discs = {}
