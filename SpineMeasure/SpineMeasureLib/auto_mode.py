@@ -59,11 +59,18 @@ def measure_vertebra(
 
 
 def measure_plan(
-    labels: Volume, plan: Mapping[str, Any], thresholds: Thresholds | None = None, reference_plan: dict | None = None
+    labels: Volume,
+    plan: Mapping[str, Any],
+    thresholds: Thresholds | None = None,
+    reference_plan: dict | None = None,
+    *,
+    all_levels: bool = False,
 ) -> list[Row]:
+    """Rows of every lumbar disc level of the plan (every level with `all_levels`: imported maps of any region)
+    and of the psoas at each lumbar vertebra."""
     thresholds = thresholds or Thresholds()
     rows: list[Row] = []
-    lumbar = [d for d in plan["discs"] if d["label"].split("-")[0] in LUMBAR_REGION]
+    lumbar = [d for d in plan["discs"] if all_levels or d["label"].split("-")[0] in LUMBAR_REGION]
     ref = {d["label"]: d for d in (reference_plan or {}).get("discs", [])}
     for disc in lumbar:
         rows += measure_disc(labels, disc, thresholds)

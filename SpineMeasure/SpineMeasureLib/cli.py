@@ -1,6 +1,9 @@
-"""`spine-measure`: measurements from label maps (automatic) or reader landmarks, and agreement statistics.
+"""`spine-measure`: measurements from the image alone (structure network), label maps or reader landmarks, and
+agreement statistics.
 
-spine-measure [IMAGE ...] --labels LABELMAP [--plan plan.json] [--landmarks FILE] [--reference-plan plan.json] --out DIR
+spine-measure IMAGE [--plan plan.json | --level L4-L5] --out DIR       (segments, writes segmentation.nii.gz)
+spine-measure [IMAGE ...] --labels LABELMAP [--labels-from auto|project|spineps|totalspineseg|totalsegmentator|vibe]
+              [--instances SEG_VERT] [--plan plan.json] [--landmarks FILE] [--reference-plan plan.json] --out DIR
 spine-measure agreement A.csv B.csv --out DIR [--names AI,R1]
 """
 
@@ -10,43 +13,34 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 from SpineLocalizerLib.cli_errors import run_command
 from SpineLocalizerLib.json_files import dumps_standard
-from SpineLocalizerLib.labels import all_labels
 from SpineLocalizerLib.output_folder import output_folder
 from SpineLocalizerLib.plan_file import read_plan
-from SpineLocalizerLib.volume_io import read_volume
+from SpineLocalizerLib.volume_io import read_volume, write_volume
 
 from .agreement import agreement_table
 from .catalogue import Thresholds
+from .label_conventions import CONVENTION_NAMES
 from .results import read_csv, write_results
-
-KNOWN_CODES = {code for n in (4, 5, 6) for code in all_labels(n).values()}  # every code a map of ours can hold
 
 
 def _measure(args) -> int:
-    from SpineLocalizerLib.planning.plan import plan_for_labels
-
-    from .auto_mode import measure_plan
-    from .figures import level_png
+    from .figures import level_png, segmentation_png
     from .landmark_mode import load_landmarks, measure_landmarks
+    from .measure_sources import measure_label_map
 
     thresholds = Thresholds(
         recess_angle_deg=args.recess_angle_threshold, recess_angle_flag_below=not args.recess_angle_flag_above
     )
     rows = []
-    labels = image = plan = None
+    measured = image = None
+    reference = read_plan(args.reference_plan) if args.reference_plan else None
     if args.labels:
         labels = read_volume(args.labels)
         if not labels.array.any():
             raise ValueError(f"{args.labels}: the label map is empty; nothing can be measured")
-        found = sorted(int(v) for v in np.unique(labels.array) if v)
-        if not any(v in KNOWN_CODES for v in found):
-            raise ValueError(
-                f"{args.labels}: none of its labels ({', '.join(map(str, found[:8]))}{' ...' if len(found) > 8 else ''}) "
-                "is one of the project's codes (docs/phantom.md); convert the map to those codes first"
-            )
+        instances = read_volume(args.instances) if args.instances else None
         for path in args.images:
             vol = read_volume(path)
             if not vol.same_grid(labels):
@@ -54,21 +48,68 @@ def _measure(args) -> int:
                     f"{path} and {args.labels} are on different grids; resample the label map onto the image first"
                 )
             image = image or vol
-        plan = read_plan(args.plan, labels) if args.plan else plan_for_labels(labels, args.lumbar_count)
-        reference = read_plan(args.reference_plan) if args.reference_plan else None
-        rows += measure_plan(labels, plan, thresholds, reference)
+        convention = None if args.labels_from == "auto" else args.labels_from
+        plan = read_plan(args.plan, labels if convention in (None, "project") else None) if args.plan else None
+        measured = measure_label_map(
+            labels,
+            convention=convention,
+            instances=instances,
+            plan=plan,
+            lumbar_count=args.lumbar_count,
+            thresholds=thresholds,
+            reference=reference,
+        )
+        rows += measured.rows
+    elif args.images and not args.landmarks:
+        # No label map: the structure network segments the image, and the segmentation is written out so a reader
+        # can check and correct it, then measure again with --labels.
+        from .image_structures import level_from_name
+        from .measure_sources import measure_image
+
+        if len(args.images) > 1:
+            raise ValueError("measuring from the image alone takes one image; give the others separately")
+        image = read_volume(args.images[0])
+        measured = measure_image(
+            image,
+            plan=read_plan(args.plan) if args.plan else None,
+            level=args.level or level_from_name(args.images[0]),
+            thresholds=thresholds,
+            reference=reference,
+        )
+        rows += measured.rows
     if args.landmarks:
         rows += measure_landmarks(load_landmarks(args.landmarks), thresholds)
-    if not args.labels and not args.landmarks:
-        raise ValueError("give --labels (automatic measurement) and/or --landmarks (reader measurement)")
-    inputs = [Path(p) for p in [*args.images, args.labels, args.plan, args.reference_plan, args.landmarks] if p]
+    if not args.labels and not args.landmarks and not args.images:
+        raise ValueError(
+            "give an image (measured by the structure network), --labels (a label map) and/or --landmarks "
+            "(reader measurement)"
+        )
+    inputs = [
+        Path(p)
+        for p in [*args.images, args.labels, args.instances, args.plan, args.reference_plan, args.landmarks]
+        if p
+    ]
     with output_folder(args.out, command="measure", inputs=inputs, force=args.force) as stage:
         write_results(rows, stage)
-        if labels is not None and plan is not None:
-            for disc in plan["discs"]:
+        if measured is not None:
+            if measured.convention == "network":
+                write_volume(measured.labels, stage / "segmentation.nii.gz")
+                (stage / "segmentation.json").write_text(
+                    dumps_standard({"source": "structure network", "notes": measured.notes}, indent=1)
+                )
+            elif measured.convention != "project":
+                write_volume(measured.labels, stage / "labels_project_codes.nii.gz")
+                (stage / "labels_import.json").write_text(
+                    dumps_standard({"convention": measured.convention, "notes": measured.notes}, indent=1)
+                )
+            for disc in measured.plan["discs"]:
                 level_rows = [r for r in rows if r.level == disc["label"]]
                 if level_rows:
-                    level_png(image or labels, disc, level_rows, stage / f"level_{disc['label']}.png")
+                    level_png(image or measured.labels, disc, level_rows, stage / f"level_{disc['label']}.png")
+                if measured.convention == "network" and image is not None:
+                    segmentation_png(image, measured.labels, disc, stage / f"segmentation_{disc['label']}.png")
+    for note in measured.notes if measured else []:
+        print(f"note: {note}", file=sys.stderr)
     ok = sum(r.status == "ok" for r in rows)
     print(f"{ok} measurements ({len(rows) - ok} not measurable) -> {args.out}", file=sys.stderr)
     return 0
@@ -120,10 +161,30 @@ def main(argv: list[str] | None = None) -> int:
         ap = argparse.ArgumentParser(
             prog="spine-measure", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
         )
-        ap.add_argument("images", nargs="*", help="image(s) on the label map's grid, used for the annotated pictures")
-        ap.add_argument("--labels", help="label map in the project codes (docs/phantom.md)")
+        ap.add_argument(
+            "images",
+            nargs="*",
+            help="an image measured by the structure network (no --labels), or image(s) on the label map's grid "
+            "for the annotated pictures",
+        )
+        ap.add_argument(
+            "--labels",
+            help="label map: the project codes (docs/phantom.md) or another tool's (--labels-from; docs/measurements.md)",
+        )
+        ap.add_argument(
+            "--labels-from",
+            default="auto",
+            choices=("auto", *CONVENTION_NAMES),
+            help="the label map's convention (default: told from its values)",
+        )
+        ap.add_argument("--instances", help="SPINEPS instance mask (seg-vert) that goes with a subregion --labels map")
         ap.add_argument(
             "--plan", help="plan.json giving the disc and vertebra planes (default: planned from the label map's discs)"
+        )
+        ap.add_argument(
+            "--level",
+            help="the disc level of an axial slice group measured from the image alone (default: from a file name "
+            "such as L4-L5_axial.nii.gz, or from --plan)",
         )
         ap.add_argument("--reference-plan", help="a reference plan; adds offset_angle_deg per disc")
         ap.add_argument("--landmarks", help="reader landmark JSON (docs/measurements.md)")

@@ -13,12 +13,21 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 from SpineLocalizerLib.labels import STRUCTURE_CODES
 from SpineLocalizerLib.volume_io import Volume
 
 from . import geometry
 from .catalogue import Thresholds
-from .plane_sampling import LocalSampler, Plane2D, column_max, column_min, fit_line
+from .plane_sampling import (
+    MAX_DEPTH_FOR_HEIGHTS_MM,
+    LocalSampler,
+    Plane2D,
+    column_max,
+    column_min,
+    fit_line,
+    voxel_depth_along,
+)
 from .results import Row, make_row, not_measurable
 
 BONY_POSTERIOR = (
@@ -50,23 +59,27 @@ def measure_disc(labels: Volume, disc: Mapping[str, Any], thresholds: Thresholds
     rows: list[Row] = []
     plane = Plane2D(edge, left, post, (-40.0, 40.0), (-45.0, 40.0))
     disc_mask = plane.sample(sampler, (disc["value"],))
-    if not disc_mask.any():
-        return [
-            not_measurable(level, m, method, f"disc {level} not found in the label map at its planned plane")
-            for m in ("disc_height_mm", "canal_diameter_mm")
-        ]
     half = plane.step / 2
-    border = column_max(disc_mask, plane) + half  # posterior disc border per column
     u0 = int(np.argmin(np.abs(plane.u)))
+    if not disc_mask.any():
+        # No disc (a map without disc labels, or a plan off the map): what needs the disc is not measurable, the
+        # canal, sac and facets still are.
+        if str(disc.get("plane_from", "")).startswith("adjacent bodies"):
+            no_disc = f"the label map has no disc {level} (its plane is taken between the two bodies)"
+        else:
+            no_disc = f"disc {level} not found in the label map at its planned plane"
+        rows += [not_measurable(level, m, method, no_disc) for m in ("disc_height_mm", "canal_diameter_mm")]
+        border = np.full(len(plane.u), np.nan)
+    else:
+        border = column_max(disc_mask, plane) + half  # posterior disc border per column
+        rows += _disc_heights(labels, sampler, disc, edge, left, post, normal, thresholds, method)
     v_border = border[u0]
     border_pt = plane.world(0.0, v_border)
-
-    rows += _disc_heights(labels, sampler, disc, edge, left, post, normal, thresholds, method)
 
     # Canal diameter (LVP) and dural sac AP on the mid-sagittal line.
     bony = plane.sample(sampler, BONY_POSTERIOR)
     col = bony[u0] & (plane.v > v_border)
-    if col.any():
+    if disc_mask.any() and col.any():
         v_first = plane.v[col].min() - half
         rows.append(
             make_row(
@@ -78,7 +91,7 @@ def measure_disc(labels: Volume, disc: Mapping[str, Any], thresholds: Thresholds
                 thresholds,
             )
         )
-    else:
+    elif disc_mask.any():
         rows.append(not_measurable(level, "canal_diameter_mm", method, "no posterior arch found behind the disc"))
     sac = plane.sample(sampler, SAC)
     on = sac[u0]
@@ -111,8 +124,12 @@ def measure_disc(labels: Volume, disc: Mapping[str, Any], thresholds: Thresholds
     # Facets, recesses.
     sap = plane.sample(sampler, (STRUCTURE_CODES["superior_articular_process"],))
     joint = plane.sample(sampler, (STRUCTURE_CODES["facet_joint"],))
+    if not joint.any():
+        joint = contact_band(sap, plane.sample(sampler, (STRUCTURE_CODES["inferior_articular_process"],)), plane)
     flavum = plane.sample(sampler, (STRUCTURE_CODES["ligamentum_flavum"],))
-    disc_c = mask_centroid(disc_mask, plane)
+    # Midline: disc centre to the flavum; without them, the plane's own AP axis (u = 0), which a plan or the
+    # measurement planes put in the mid-sagittal plane.
+    disc_c = mask_centroid(disc_mask, plane) if disc_mask.any() else (0.0, -20.0)
     arch_c = mask_centroid(flavum, plane) if flavum.any() else (0.0, 30.0)
     tips = {}
     for side, sgn in (("left", 1.0), ("right", -1.0)):
@@ -222,6 +239,21 @@ def measure_disc(labels: Volume, disc: Mapping[str, Any], thresholds: Thresholds
     return rows
 
 
+# Half-width of the band where the superior and inferior articular processes meet, read as the facet joint when a
+# map has no joint-space label (SPINEPS and others label the two processes only).
+CONTACT_MM = 1.0
+
+
+def contact_band(sap: np.ndarray, iap: np.ndarray, plane: Plane2D) -> np.ndarray:
+    """Pixels within `CONTACT_MM` of both processes: the joint between them, as a thin band along the joint line."""
+    if not sap.any() or not iap.any():
+        return np.zeros_like(sap)
+    r = max(1, int(round(CONTACT_MM / plane.step)))
+    near_sap = ndimage.distance_transform_edt(~sap) <= r
+    near_iap = ndimage.distance_transform_edt(~iap) <= r
+    return near_sap & near_iap
+
+
 def mask_centroid(mask: np.ndarray, plane: Plane2D) -> tuple[float, float]:
     uu, vv = np.nonzero(mask)
     return float(plane.u[uu].mean()), float(plane.v[vv].mean())
@@ -230,6 +262,10 @@ def mask_centroid(mask: np.ndarray, plane: Plane2D) -> tuple[float, float]:
 def _disc_heights(labels, sampler, disc, edge, left, post, normal, thresholds, method) -> list[Row]:
     """Heights along the normal in the disc's mid-sagittal plane: at the AP midpoint and 10 % from each edge."""
     level = disc["label"]
+    depth = voxel_depth_along(labels, normal)
+    if depth > MAX_DEPTH_FOR_HEIGHTS_MM:
+        why = f"the map's voxels are {depth:.1f} mm deep along the disc normal (axial slices): measure heights on sagittal images"
+        return [not_measurable(level, "disc_height_mm", method, why)]
     sag = Plane2D(edge, post, normal, (-70.0, 8.0), (-14.0, 14.0), step=0.1)
     m = sag.sample(sampler, (disc["value"],))
     mid_row = m[:, int(np.argmin(np.abs(sag.v)))]
@@ -307,6 +343,12 @@ def _herniation(level, plane: Plane2D, sampler, border, tips, left, post, thresh
 
 
 def _foramina(level, sampler: LocalSampler, disc, edge, left, post, normal, thresholds, method) -> list[Row]:
+    depth = voxel_depth_along(sampler.labels, normal)
+    if depth > MAX_DEPTH_FOR_HEIGHTS_MM:
+        why = (
+            f"the map's voxels are {depth:.1f} mm deep along the disc normal (axial slices): measure on sagittal images"
+        )
+        return [not_measurable(level, f"foraminal_height_{side}_mm", method, why) for side in ("left", "right")]
     pts = sampler.voxels((STRUCTURE_CODES["pedicle"],))
     rows = []
     rel = pts - edge

@@ -99,3 +99,29 @@ def level_png(image, disc: Mapping[str, Any], rows, png: Path) -> None:
     fig.tight_layout()
     fig.savefig(png, dpi=90, metadata={"Software": None})
     plt.close(fig)
+
+
+def segmentation_png(image, labels, disc: Mapping[str, Any], png: Path) -> None:
+    """The disc's mid-plane, 190 mm wide (both psoas muscles), with the label map drawn over it: what a reader
+    checks before trusting rows measured from a network's segmentation."""
+    from SpineLocalizerLib.reslice import sample_plane
+
+    left, post = np.asarray(disc["left_lps"]), np.asarray(disc["posterior_lps"])
+    center = np.asarray(disc["centroid_lps"]) + 15.0 * post
+    size, step = (150.0, 190.0), 0.5
+    pix = sample_plane(image, center, post, left, size, step, order=1)
+    lab = sample_plane(labels, center, post, left, size, step, order=0)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
+    lo, hi = np.percentile(pix, [1, 99.5])
+    for ax in axes:
+        ax.imshow(pix, cmap="gray", vmin=lo, vmax=hi)
+        ax.axis("off")
+    from SpineLocalizerLib.networks.structure_classes import N_STRUCTURE_CLASSES, classes_of
+
+    shown = np.ma.masked_equal(classes_of(lab), 0)  # one colour per structure class, as the network sees them
+    axes[1].imshow(shown, cmap="tab20", vmin=0, vmax=N_STRUCTURE_CLASSES, alpha=0.45, interpolation="nearest")
+    axes[0].set_title(f"{disc['label']} mid-disc plane (anterior up, patient left on the right)", fontsize=9)
+    axes[1].set_title("segmentation used for the measurements", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(png, dpi=90, metadata={"Software": None})
+    plt.close(fig)

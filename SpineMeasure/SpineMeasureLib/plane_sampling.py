@@ -9,6 +9,16 @@ from scipy import ndimage
 from SpineLocalizerLib.volume_io import Volume
 
 STEP = 0.2  # mm between the samples of a measurement plane
+# Heights along a disc's normal (disc, foramen) need label voxels at most this deep along it: axial slices 3-4 mm
+# apart would put each endplate at the nearest slice and give the height to +-2 mm.
+MAX_DEPTH_FOR_HEIGHTS_MM = 2.0
+
+
+def voxel_depth_along(labels: Volume, direction) -> float:
+    """The map's sampling distance along a world direction: its slice spacing along the slice normal, the voxel
+    size of an isotropic map in every direction (the largest axis spacing, weighted by how much it points along)."""
+    d = np.asarray(direction, dtype=float)
+    return float(np.max(np.asarray(labels.spacing) * np.abs(np.asarray(labels.direction).T @ d)))
 
 
 class LocalSampler:

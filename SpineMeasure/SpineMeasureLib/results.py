@@ -24,6 +24,9 @@ class Row:
     landmarks: dict[str, Any] = field(default_factory=dict)
     status: str = "ok"
     reason: str = ""
+    # Where the structures measured came from: "label map" (project codes), "network" (the structure network),
+    # "imported <convention>" (another tool's map), "reader landmarks".
+    source: str = ""
 
 
 def _clean(obj):
@@ -64,7 +67,7 @@ def write_results(rows: list[Row], folder: Path) -> None:
     (folder / "measurements.json").write_text(json.dumps(data, indent=1))
     with open(folder / "measurements.csv", "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["level", "measurement", "value", "unit", "method", "flags", "status", "reason"])
+        w.writerow(["level", "measurement", "value", "unit", "method", "source", "flags", "status", "reason"])
         for r in rows:
             w.writerow(
                 [
@@ -73,6 +76,7 @@ def write_results(rows: list[Row], folder: Path) -> None:
                     "" if r.value is None else r.value,
                     r.unit,
                     r.method,
+                    r.source,
                     "; ".join(r.flags),
                     r.status,
                     r.reason,

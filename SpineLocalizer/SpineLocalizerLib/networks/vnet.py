@@ -12,17 +12,24 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+# The layers of a volumetric (3) or a slice-wise (2) network: the same architecture and parameter names in both.
+_LAYERS = {
+    3: (nn.Conv3d, nn.ConvTranspose3d, nn.InstanceNorm3d),
+    2: (nn.Conv2d, nn.ConvTranspose2d, nn.InstanceNorm2d),
+}
+
 
 class ResidualStage(nn.Module):
-    """`n_convs` 3x3x3 convolutions with PReLU whose output is added to the stage input."""
+    """`n_convs` 3x3x3 (3x3) convolutions with PReLU whose output is added to the stage input."""
 
-    def __init__(self, channels: int, n_convs: int):
+    def __init__(self, channels: int, n_convs: int, dims: int = 3):
         super().__init__()
+        conv, _, norm = _LAYERS[dims]
         layers: list[nn.Module] = []
         for _ in range(n_convs):
             layers += [
-                nn.Conv3d(channels, channels, 3, padding=1),
-                nn.InstanceNorm3d(channels, affine=True),
+                conv(channels, channels, 3, padding=1),
+                norm(channels, affine=True),
                 nn.PReLU(channels),
             ]
         self.body = nn.Sequential(*layers)
@@ -33,21 +40,22 @@ class ResidualStage(nn.Module):
 
 
 class Down(nn.Module):
-    def __init__(self, cin: int, cout: int, n_convs: int):
+    def __init__(self, cin: int, cout: int, n_convs: int, dims: int = 3):
         super().__init__()
-        self.down = nn.Sequential(nn.Conv3d(cin, cout, 2, stride=2), nn.PReLU(cout))
-        self.stage = ResidualStage(cout, n_convs)
+        self.down = nn.Sequential(_LAYERS[dims][0](cin, cout, 2, stride=2), nn.PReLU(cout))
+        self.stage = ResidualStage(cout, n_convs, dims)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.stage(self.down(x))
 
 
 class Up(nn.Module):
-    def __init__(self, cin: int, cskip: int, cout: int, n_convs: int):
+    def __init__(self, cin: int, cskip: int, cout: int, n_convs: int, dims: int = 3):
         super().__init__()
-        self.up = nn.Sequential(nn.ConvTranspose3d(cin, cout, 2, stride=2), nn.PReLU(cout))
-        self.merge = nn.Sequential(nn.Conv3d(cout + cskip, cout, 1), nn.PReLU(cout))
-        self.stage = ResidualStage(cout, n_convs)
+        conv, up, _ = _LAYERS[dims]
+        self.up = nn.Sequential(up(cin, cout, 2, stride=2), nn.PReLU(cout))
+        self.merge = nn.Sequential(conv(cout + cskip, cout, 1), nn.PReLU(cout))
+        self.stage = ResidualStage(cout, n_convs, dims)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         return self.stage(self.merge(torch.cat([self.up(x), skip], dim=1)))
@@ -63,6 +71,7 @@ class VNet(nn.Module):
         levels: number of resolutions (levels - 1 down-samplings by 2); input sides must be multiples of
             2 ** (levels - 1).
         convs_per_stage: convolutions in each encoder stage below the first (the decoder mirrors them).
+        dims: 3 for volumes (N, C, D, H, W), 2 for slices (N, C, H, W).
     """
 
     def __init__(
@@ -72,17 +81,19 @@ class VNet(nn.Module):
         base_channels: int = 8,
         levels: int = 4,
         convs_per_stage: int = 2,
+        dims: int = 3,
     ):
         super().__init__()
         self.levels = levels
+        conv = _LAYERS[dims][0]
         ch = [base_channels * 2**i for i in range(levels)]
-        self.inp = nn.Sequential(nn.Conv3d(in_channels, ch[0], 3, padding=1), nn.PReLU(ch[0]))
-        self.stage0 = ResidualStage(ch[0], 1)
-        self.downs = nn.ModuleList(Down(ch[i], ch[i + 1], convs_per_stage) for i in range(levels - 1))
+        self.inp = nn.Sequential(conv(in_channels, ch[0], 3, padding=1), nn.PReLU(ch[0]))
+        self.stage0 = ResidualStage(ch[0], 1, dims)
+        self.downs = nn.ModuleList(Down(ch[i], ch[i + 1], convs_per_stage, dims) for i in range(levels - 1))
         self.ups = nn.ModuleList(
-            Up(ch[i + 1], ch[i], ch[i], max(1, convs_per_stage - 1)) for i in reversed(range(levels - 1))
+            Up(ch[i + 1], ch[i], ch[i], max(1, convs_per_stage - 1), dims) for i in reversed(range(levels - 1))
         )
-        self.head = nn.Conv3d(ch[0], out_channels, 1)
+        self.head = conv(ch[0], out_channels, 1)
 
     @property
     def multiple(self) -> int:
