@@ -73,3 +73,24 @@ def _inside(image: Volume, centre: np.ndarray, where: str) -> None:
 def read_plan(path: str | Path, image: Volume | None = None) -> dict[str, Any]:
     """The plan in `path`, validated (`validate_plan`), checked against `image` when given."""
     return validate_plan(read_json(path, "plan file"), str(path), image)
+
+
+def plan_within(plan: dict[str, Any], image: Volume, source: str = "plan") -> dict[str, Any]:
+    """The plan with only the discs that lie in `image` (a slice group holds one disc of a plan of five); the
+    outside-the-image error of the first disc when none does (a plan of another case)."""
+    inside = []
+    for k, disc in enumerate(plan["discs"]):
+        centre = np.asarray(disc["centroid_lps"], dtype=float)
+        try:
+            _inside(image, centre, "")
+        except ValueError:
+            # The other discs of the slice group's plan lie within a spine's length of it; one far beyond was
+            # edited or broken.
+            if np.linalg.norm(centre - image.index_to_world((np.asarray(image.array.shape) - 1)[None] / 2)[0]) > 400:
+                _inside(image, centre, f"{source}: discs[{k}] ({disc['label']})")
+            continue
+        inside.append(disc)
+    if not inside and plan["discs"]:
+        first = plan["discs"][0]
+        _inside(image, np.asarray(first["centroid_lps"], dtype=float), f"{source}: discs[0] ({first['label']})")
+    return plan | {"discs": inside}

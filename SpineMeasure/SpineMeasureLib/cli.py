@@ -13,10 +13,11 @@ import argparse
 import sys
 from pathlib import Path
 
+import numpy as np
 from SpineLocalizerLib.cli_errors import run_command
 from SpineLocalizerLib.json_files import dumps_standard
 from SpineLocalizerLib.output_folder import output_folder
-from SpineLocalizerLib.plan_file import read_plan
+from SpineLocalizerLib.plan_file import plan_within, read_plan
 from SpineLocalizerLib.volume_io import read_volume, write_volume
 
 from .agreement import agreement_table
@@ -49,7 +50,18 @@ def _measure(args) -> int:
                 )
             image = image or vol
         convention = None if args.labels_from == "auto" else args.labels_from
-        plan = read_plan(args.plan, labels if convention in (None, "project") else None) if args.plan else None
+        plan = None
+        if args.plan and convention in (None, "project"):
+            # A slice group's map (a slab a few cm thick) holds one disc of its plan: measured at the discs inside
+            # it; a volume's map is checked against every disc (a plan of another case is refused).
+            extent = np.asarray(labels.array.shape) * np.asarray(labels.spacing)
+            plan = (
+                plan_within(read_plan(args.plan), labels, args.plan)
+                if extent.min() < 40.0
+                else read_plan(args.plan, labels)
+            )
+        elif args.plan:
+            plan = read_plan(args.plan)
         measured = measure_label_map(
             labels,
             convention=convention,

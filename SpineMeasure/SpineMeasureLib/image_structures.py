@@ -37,6 +37,7 @@ class Segmented:
     plan: dict[str, Any]  # the planes measured (disc entries refined on the segmented disc)
     mode: str  # "axial slices" or "along the plan"
     notes: list[str]
+    covered: np.ndarray | None = None  # voxels the network saw (a volume's grid is a box around oblique slabs)
 
 
 def is_axial_stack(image: Volume) -> bool:
@@ -113,7 +114,7 @@ def segment_volume(run, image: Volume, plan: dict[str, Any]) -> Segmented:
         out[(classes == CLASS_INDEX["vertebral body"]) & (w < 0)] = lower or 0
         return out
 
-    labels = seg.merge_slabs(slabs, seg.slabs_grid(slabs, image), codes_of)
+    labels, covered = seg.merge_slabs(slabs, seg.slabs_grid(slabs, image), codes_of)
     refined, notes = [], []
     for d in discs:
         r = _refined(d, labels, int(d["value"]))
@@ -122,4 +123,43 @@ def segment_volume(run, image: Volume, plan: dict[str, Any]) -> Segmented:
         else:
             refined.append(r)
     out_plan = {"discs": refined, "vertebrae": plan.get("vertebrae", []), "source": "network"}
-    return Segmented(labels, out_plan, "along the plan", notes)
+    return Segmented(labels, out_plan, "along the plan", notes, covered)
+
+
+def _check_hint(why: str, level: str) -> str:
+    return (
+        f"the network's segmentation looks wrong here ({why}); check segmentation_{level}.png or segmentation.nii.gz, "
+        "correct it and measure again with --labels"
+    )
+
+
+def gated(rows: list, labels: Volume, plan: dict[str, Any]) -> list:
+    """Rows of levels whose segmentation fails the anatomical checks (segmentation_checks.py) turned "not
+    measurable" with the reason: numbers read off a failed segmentation would be silent wrong numbers."""
+    from .results import not_measurable
+    from .segmentation_checks import implausible_disc, implausible_psoas
+
+    bad: dict[tuple[str, str], str] = {}
+    for disc in plan["discs"]:
+        why = implausible_disc(labels, disc)
+        if why:
+            bad[(disc["label"], "")] = _check_hint(why, disc["label"])
+    discs = plan["discs"]
+    left = np.mean([d["left_lps"] for d in discs], axis=0) if discs else np.array([1.0, 0.0, 0.0])
+    for vert in plan.get("vertebrae", []):
+        n = np.asarray(vert["normal_lps"], dtype=float)
+        lv = left - n * (left @ n)
+        lv /= np.linalg.norm(lv)
+        for side in ("left", "right"):
+            why = implausible_psoas(labels, np.asarray(vert["center_lps"]), lv, np.cross(n, lv), side)
+            if why:
+                bad[(vert["label"], side)] = _check_hint(why, vert["label"])
+    out = []
+    for r in rows:
+        if r.measurement.startswith("psoas"):
+            sides = ("left", "right") if "asymmetry" in r.measurement else (r.measurement.split("_")[2],)
+            why = next((bad[(r.level, s)] for s in sides if (r.level, s) in bad), None)
+        else:
+            why = bad.get((r.level, ""))
+        out.append(not_measurable(r.level, r.measurement, r.method, why) if why else r)
+    return out

@@ -25,6 +25,7 @@ class Measured:
     labels: Volume  # the map measured, in project codes (written out for the reader to check and correct)
     notes: list[str] = field(default_factory=list)
     convention: str = "project"
+    covered: np.ndarray | None = None  # network source: the voxels the network saw
 
 
 def _sourced(rows: list[Row], source: str) -> list[Row]:
@@ -93,7 +94,7 @@ def measure_image(
     from SpineLocalizerLib.networks import MODEL_DIR
     from SpineLocalizerLib.networks.segment_structures import load_structure_net
 
-    from .image_structures import NETWORK_CANNOT, is_axial_stack, segment_slice_group, segment_volume
+    from .image_structures import NETWORK_CANNOT, gated, is_axial_stack, segment_slice_group, segment_volume
 
     run, _ = load_structure_net(model_dir or MODEL_DIR)
     notes = []
@@ -128,10 +129,11 @@ def measure_image(
             "from a label map (--labels) or landmarks (--landmarks)"
         )
     rows = measure_plan(segmented.labels, segmented.plan, thresholds, reference, all_levels=True)
+    rows = gated(rows, segmented.labels, segmented.plan)
     rows = [
         not_measurable(r.level, r.measurement, r.method, why)
         if (why := next((w for k, w in NETWORK_CANNOT.items() if r.measurement.startswith(k)), None))
         else r
         for r in rows
     ]
-    return Measured(_sourced(rows, "network"), segmented.plan, segmented.labels, notes, "network")
+    return Measured(_sourced(rows, "network"), segmented.plan, segmented.labels, notes, "network", segmented.covered)

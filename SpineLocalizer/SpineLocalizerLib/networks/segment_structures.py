@@ -174,14 +174,16 @@ class DiscSlab:
 
 def _reach(discs: list[dict], i: int) -> tuple[float, float]:
     """(below, above) reach in mm along disc i's normal: half way to the neighbouring discs (the nearer one's
-    distance mirrored at the ends), a little more so the slabs overlap."""
+    distance mirrored at the ends), and 6 mm more: where neighbouring discs are not parallel (lordosis, scoliosis)
+    the half-way plane of one is not the other's, and the slabs must overlap to leave no wedge between them
+    (each voxel then takes the slab whose disc is nearest)."""
     c = np.asarray(discs[i]["centroid_lps"], dtype=float)
     n = _unit(discs[i]["normal_lps"])
     gaps = [float((np.asarray(d["centroid_lps"], dtype=float) - c) @ n) for j, d in enumerate(discs) if j != i]
     above = [g for g in gaps if g > 0]
     below = [-g for g in gaps if g < 0]
     default = min(above + below) if gaps else 36.0
-    return 0.5 * min(below, default=default) + 2.0, 0.5 * min(above, default=default) + 2.0
+    return 0.5 * min(below, default=default) + 6.0, 0.5 * min(above, default=default) + 6.0
 
 
 def segment_along_plan(run, image: Volume, plan: dict, discs: list[dict] | None = None) -> list[DiscSlab]:
@@ -224,19 +226,22 @@ def slabs_grid(slabs: list[DiscSlab], image: Volume) -> Volume:
     return Volume(np.zeros(tuple(size), dtype=np.uint8), (SLAB_STEP_MM,) * 3, d @ lo, d)
 
 
-def merge_slabs(slabs: list[DiscSlab], grid: Volume, codes_of) -> Volume:
+def merge_slabs(slabs: list[DiscSlab], grid: Volume, codes_of) -> tuple[Volume, np.ndarray]:
     """The grid filled from the slabs: each voxel from the slab whose disc it lies nearest to along that disc's
     normal, within the slab's reach; `codes_of(slab, classes, u, w)` turns classes into label codes (u: mm to
-    the patient's left of the slab's midline, w: mm above the disc)."""
+    the patient's left of the slab's midline, w: mm above the disc). Also returns which voxels a slab covered."""
     flat = np.zeros(grid.array.size, dtype=np.uint8)
+    covered = np.zeros(grid.array.size, dtype=bool)
     all_idx = np.indices(grid.array.shape).reshape(3, -1).T
     for start in range(0, len(all_idx), 1_000_000):  # in chunks: a lumbar grid has ~20 M voxels
         pts = grid.index_to_world(all_idx[start : start + 1_000_000])
-        flat[start : start + len(pts)] = _merge_chunk(slabs, pts, codes_of)
-    return Volume(flat.reshape(grid.array.shape), grid.spacing, grid.origin, grid.direction)
+        stop = start + len(pts)
+        flat[start:stop], covered[start:stop] = _merge_chunk(slabs, pts, codes_of)
+    vol = Volume(flat.reshape(grid.array.shape), grid.spacing, grid.origin, grid.direction)
+    return vol, covered.reshape(grid.array.shape)
 
 
-def _merge_chunk(slabs: list[DiscSlab], pts: np.ndarray, codes_of) -> np.ndarray:
+def _merge_chunk(slabs: list[DiscSlab], pts: np.ndarray, codes_of) -> tuple[np.ndarray, np.ndarray]:
     best = np.full(len(pts), np.inf)
     out = np.zeros(len(pts), dtype=np.uint8)
     n_u, n_v = SLAB_SHAPE
@@ -255,4 +260,4 @@ def _merge_chunk(slabs: list[DiscSlab], pts: np.ndarray, codes_of) -> np.ndarray
         u_mm = (iu - (n_u - 1) / 2) * SLAB_STEP_MM
         out[sel] = codes_of(s, s.classes[k, iu, iv], u_mm, w[sel])
         best[sel] = np.abs(w[sel])
-    return out
+    return out, np.isfinite(best)

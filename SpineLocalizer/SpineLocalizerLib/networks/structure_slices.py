@@ -125,12 +125,76 @@ def synthesize_slice(tissue: np.ndarray, rng: np.random.Generator) -> np.ndarray
     return img
 
 
-def batch(classes: np.ndarray, tissue: np.ndarray, rng: np.random.Generator, size: int):
-    """(images N x 1 x H x W, classes N x H x W) of `size` random slabs, each synthesised anew, half flipped."""
+def _elastic(img: np.ndarray, cls: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A smooth random displacement (up to ~4 mm, over ~40 mm) of image and classes alike: shapes the phantom's
+    geometric models do not make."""
+    amp = rng.uniform(0.0, 5.0)  # pixels
+    du, dv = (amp * data._smooth_random_field((1, *img.shape), rng, 50.0)[0] for _ in range(2))
+    iu, iv = np.indices(img.shape, dtype=np.float32)
+    coords = np.stack([iu + du, iv + dv])
+    return (
+        ndimage.map_coordinates(img, coords, order=1, mode="nearest"),
+        ndimage.map_coordinates(cls, coords, order=0, mode="nearest"),
+    )
+
+
+def _clutter(img: np.ndarray, cls: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Random blobs of random signal on the background class (bowel, vessels, fat septa, organs the phantom has
+    not): the network must find the spine and muscles by shape and place, not by a quiet surround."""
+    out = img.copy()
+    bg = cls == 0
+    iu, iv = np.indices(img.shape)
+    for _ in range(int(rng.integers(0, 25))):
+        cu, cv = rng.uniform(0, img.shape[0]), rng.uniform(0, img.shape[1])
+        ru, rv = rng.uniform(2, 25, size=2)
+        ang = rng.uniform(0, np.pi)
+        x, y = iu - cu, iv - cv
+        q = ((x * np.cos(ang) + y * np.sin(ang)) / ru) ** 2 + ((-x * np.sin(ang) + y * np.cos(ang)) / rv) ** 2
+        out[(q <= 1.0) & bg] = rng.uniform(0.0, 1.0)
+    return out
+
+
+def realistic(img: np.ndarray, cls: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Appearance and shape beyond the phantom's, for real images: elastic shapes, background clutter, texture,
+    a reformat's blur across the sagittal slices and its narrow left-right field of view."""
+    if rng.random() < 0.7:
+        img, cls = _elastic(img, cls, rng)
+    if rng.random() < 0.6:
+        img = _clutter(img, cls, rng)
+    if rng.random() < 0.7:  # texture: fine multiplicative fields, the marrow, fat septa and muscle grain of real MR
+        img = img * (
+            1.0 + rng.uniform(0.05, 0.3) * data._smooth_random_field((1, *img.shape), rng, rng.uniform(2, 6))[0]
+        )
+    if rng.random() < 0.3:  # axial reformat of a sagittal acquisition: blurred along left-right
+        img = ndimage.gaussian_filter1d(img, sigma=rng.uniform(1.0, 3.0), axis=0)
+    if rng.random() < 0.25:  # ... with its left-right field of view of a sagittal slab
+        half = rng.uniform(35.0, 80.0) / SLAB_STEP_MM
+        centre = img.shape[0] / 2 + rng.uniform(-15, 15)
+        u = np.arange(img.shape[0])
+        img = img * (np.abs(u - centre) <= half)[:, None]
+    return img.astype(np.float32), cls
+
+
+def batch(
+    classes: np.ndarray,
+    tissue: np.ndarray,
+    rng: np.random.Generator,
+    size: int,
+    rare=None,
+    n_rare: int = 0,
+    real_like: bool = False,
+):
+    """(images N x 1 x H x W, classes N x H x W) of `size` random slabs, each synthesised anew, half flipped;
+    `n_rare` of them drawn from the slab indices `rare` (e.g. the few slabs that show a herniation); with
+    `real_like` each also goes through `realistic`."""
     idx = rng.integers(0, len(classes), size=size)
+    if rare is not None and len(rare) and n_rare:
+        idx[:n_rare] = rng.choice(rare, size=n_rare)
     images, targets = [], []
     for i in idx:
         img, cls = synthesize_slice(tissue[i], rng), classes[i]
+        if real_like:
+            img, cls = realistic(img, cls, rng)
         if rng.random() < 0.5:
             img, cls = img[::-1], cls[::-1]
         images.append(img)

@@ -1,0 +1,107 @@
+"""`spine-measure IMAGE` with no label map: the structure network segments a planned axial slice group, the rows
+say they come from the network, the segmentation is written out, and a reader's corrected map measures again.
+
+The phantom (seed 90001) is apart from the structure network's training (1-160) and validation (50001-50008)
+seeds."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from SpineLocalizerLib.cli import main as localizer_main
+from SpineLocalizerLib.labels import STRUCTURE_CODES
+from SpineMeasureLib.cli import main as measure_main
+
+SEED = 90001
+
+
+def _rows(folder):
+    with open(folder / "measurements.csv", newline="") as f:
+        return {(r["level"], r["measurement"]): r for r in csv.DictReader(f)}
+
+
+@pytest.fixture(scope="module")
+def slice_group(phantoms, tmp_path_factory):
+    """The L4-L5 axial slice group of a held-apart phantom, resliced along its plan, and its truth."""
+    folder, truth = phantoms.get(SEED, highres=True, highres_spacing_mm=0.8, lumbar_count=5)
+    work = tmp_path_factory.mktemp("measure_image")
+    files = truth["files"]
+    args = ["plan", str(folder / files["localizer"]), "--discs", str(folder / files["disc_labels"])]
+    assert localizer_main([*args, "--out", str(work / "plan")]) == 0
+    args = ["reslice", str(folder / files["highres"]), "--plan", str(work / "plan" / "plan.json")]
+    assert localizer_main([*args, "--out", str(work / "axial")]) == 0
+    return work, work / "axial" / "L4-L5_axial.nii.gz", truth
+
+
+def test_a_slice_group_is_measured_from_the_image_alone(slice_group):
+    work, image, truth = slice_group
+    out = work / "measured"
+    assert measure_main([str(image), "--out", str(out)]) == 0  # the level is read from the file name
+    rows = _rows(out)
+    true = next(d for d in truth["discs"] if d["label"] == "L4-L5")
+    assert all(r["source"] == "network" for r in rows.values())
+    for m, tol in (("canal_diameter_mm", 1.5), ("dural_sac_ap_mm", 1.5), ("facet_angle_left_deg", 6.0)):
+        assert rows[("L4-L5", m)]["status"] == "ok", rows[("L4-L5", m)]
+        assert abs(float(rows[("L4-L5", m)]["value"]) - true[m]) < tol, (m, rows[("L4-L5", m)]["value"], true[m])
+    assert abs(float(rows[("L4-L5", "canal_area_mm2")]["value"]) / true["canal_area_mm2"] - 1) < 0.3
+    # What the network cannot give is said, not a number: no pedicle class, no reliable herniation yet.
+    assert "pedicle" in rows[("L4-L5", "foraminal_height_left_mm")]["reason"]
+    assert rows[("L4-L5", "disc_height_mm")]["status"] == "not measurable"  # 3.5 mm slices: not for heights
+    for name in ("segmentation.nii.gz", "segmentation.json", "segmentation_L4-L5.png", "level_L4-L5.png"):
+        assert (out / name).exists(), name
+
+
+def test_a_corrected_segmentation_measures_again_with_the_reader_s_change(slice_group):
+    work, image, _ = slice_group
+    first = work / "first"
+    assert measure_main([str(image), "--out", str(first)]) == 0
+    seg = sitk.ReadImage(str(first / "segmentation.nii.gz"))
+    a = sitk.GetArrayFromImage(seg)
+    # The reader deletes the left psoas (as if it had been drawn on a wrong structure).
+    a[a == STRUCTURE_CODES["psoas_left"]] = 0
+    fixed = sitk.GetImageFromArray(a)
+    fixed.CopyInformation(seg)
+    sitk.WriteImage(fixed, str(work / "corrected.nii.gz"), True)
+    plan = work / "plan" / "plan.json"
+    again = work / "again"
+    assert (
+        measure_main([str(image), "--labels", str(work / "corrected.nii.gz"), "--plan", str(plan), "--out", str(again)])
+        == 0
+    )
+    before, after = _rows(first), _rows(again)
+    assert after[("L4-L5", "canal_diameter_mm")]["source"] == "label map"
+    assert float(after[("L4-L5", "canal_diameter_mm")]["value"]) == pytest.approx(
+        float(before[("L4-L5", "canal_diameter_mm")]["value"]), abs=0.5
+    )
+    assert before[("L4-L5", "psoas_area_left_mm2")]["status"] == "ok"
+    psoas_after = [r for (lv, m), r in after.items() if m == "psoas_area_left_mm2"]
+    assert all(r["status"] == "not measurable" for r in psoas_after)
+
+
+def test_noise_is_not_measured_as_a_spine(slice_group, tmp_path):
+    _, image, _ = slice_group
+    ref = sitk.ReadImage(str(image))
+    noise = sitk.GetImageFromArray(np.random.default_rng(3).uniform(0, 500, sitk.GetArrayFromImage(ref).shape))
+    noise.CopyInformation(ref)
+    path = tmp_path / "L4-L5_axial.nii.gz"
+    sitk.WriteImage(sitk.Cast(noise, sitk.sitkFloat32), str(path), True)
+    code = measure_main([str(path), "--out", str(tmp_path / "m")])
+    if code == 0:
+        rows = _rows(tmp_path / "m")
+        assert not [k for k, r in rows.items() if r["status"] == "ok"], "numbers measured off noise"
+    else:
+        assert not (tmp_path / "m" / "measurements.csv").exists()
+
+
+def test_an_axial_stack_without_a_level_asks_for_one(slice_group, tmp_path, capsys):
+    _, image, _ = slice_group
+    plain = tmp_path / "axial_series.nii.gz"
+    plain.write_bytes(image.read_bytes())
+    assert measure_main([str(plain), "--out", str(tmp_path / "m")]) != 0
+    err = capsys.readouterr().err
+    assert "--level" in err and "--plan" in err
+    json.dumps(err)  # one plain message
