@@ -25,7 +25,8 @@ class SpineMeasure(ScriptedLoadableModule):
         self.parent.contributors = ["SpinePlanner developers"]
         self.parent.helpText = (
             "Measures disc and foraminal heights, psoas area, facet angles, canal and lateral recess dimensions, "
-            "herniation ratio and MSU class automatically from a label map, or from a reader's worksheet, and "
+            "herniation ratio and MSU class automatically from the images (structure network) or a label map "
+            "(ours, SPINEPS, TotalSpineSeg, TotalSegmentator, VIBESegmentator), or from a reader's worksheet, and "
             "compares readers with Bland-Altman and ICC."
         )
         self.parent.acknowledgementText = (
@@ -35,7 +36,8 @@ class SpineMeasure(ScriptedLoadableModule):
 
 @parameterNodeWrapper
 class SpineMeasureParameterNode:
-    labelVolume: Optional[slicer.vtkMRMLLabelMapVolumeNode]  # noqa: UP045 - parameterNodeWrapper needs Optional
+    imageVolume: Optional[slicer.vtkMRMLScalarVolumeNode]  # noqa: UP045 - parameterNodeWrapper needs Optional
+    labelVolume: Optional[slicer.vtkMRMLLabelMapVolumeNode]  # noqa: UP045
     reader: str = "R1"
     level: str = "L4-L5"
 
@@ -63,7 +65,9 @@ class SpineMeasureWidget(ScriptedLoadableModuleWidget):
 
     def onMeasure(self):
         with slicer.util.tryWithErrorDisplay("Automatic measurement failed.", waitCursor=True):
-            self.ui.resultLabel.text = self.logic.measureAutomatically(self._parameterNode.labelVolume)
+            self.ui.resultLabel.text = self.logic.measureAutomatically(
+                self._parameterNode.imageVolume, self._parameterNode.labelVolume, self._parameterNode.level
+            )
 
     def onWorksheet(self):
         with slicer.util.tryWithErrorDisplay("Could not create the worksheet."):
@@ -97,19 +101,17 @@ class SpineMeasureLogic(ScriptedLoadableModuleLogic):
 
         return add_results(slicer.mrmlScene, rows, name)
 
-    def measureAutomatically(self, labelVolume) -> str:
-        from SpineLocalizerLib.planning.plan import plan_for_labels
-        from SpineLocalizerLib.scene.volumes import volume_from_node
-        from SpineMeasureLib.auto_mode import measure_plan
+    def measureAutomatically(self, imageVolume, labelVolume=None, level: str = "") -> str:
+        """From the label map when one is selected, else from the image by the structure network (its label map
+        "Structures (network)" is added for checking and correcting), in the scene's plan planes if loaded."""
+        from SpineMeasureLib.scene.auto_measure import measure_in_scene
 
-        if labelVolume is None:
-            raise ValueError("Select the label map of the diagnostic images.")
-        labels = volume_from_node(labelVolume)
-        rows = measure_plan(labels, plan_for_labels(labels, None))
-        self.rows += rows
-        self._table(rows, "Measurements (auto)")
-        ok = sum(r.status == "ok" for r in rows)
-        return f"{ok} measurements, {len(rows) - ok} not measurable (see the table's reason column)"
+        out = measure_in_scene(
+            slicer.mrmlScene, image_node=imageVolume, label_node=labelVolume, level=level if "-" in level else None
+        )
+        self.rows += out["rows"]
+        ok = sum(r.status == "ok" for r in out["rows"])
+        return f"{ok} measurements, {len(out['rows']) - ok} not measurable (see the table's reason column)"
 
     def createWorksheet(self, level: str, reader: str) -> None:
         from SpineMeasureLib.scene.worksheet import create_worksheet

@@ -105,3 +105,54 @@ def test_an_axial_stack_without_a_level_asks_for_one(slice_group, tmp_path, caps
     err = capsys.readouterr().err
     assert "--level" in err and "--plan" in err
     json.dumps(err)  # one plain message
+
+
+def test_measure_automatically_in_a_scene_follows_a_dragged_plane(slice_group):
+    """The Slicer module's "Measure automatically" on a plain axial volume: rows from the network in the scene's
+    plan, a label map node for the reader, and numbers that follow an edited plane."""
+    slicer = pytest.importorskip("slicer", reason="slicer-core is a pinned dependency; install requirements.txt")
+    from SpineLocalizerLib.scene import plane_geometry_lps, set_plane_lps
+    from SpineLocalizerLib.scene.plan import PlanSceneLogic
+    from SpineLocalizerLib.scene.volumes import add_volume
+    from SpineLocalizerLib.volume_io import read_volume
+    from SpineMeasureLib.scene.auto_measure import measure_in_scene
+
+    work, image, _ = slice_group
+    scene = slicer.vtkMRMLScene()
+    logic = PlanSceneLogic(scene)
+    logic.load_plan(json.loads((work / "plan" / "plan.json").read_text()))
+    node = add_volume(scene, read_volume(image), "L4-L5 axial")
+    first = measure_in_scene(scene, image_node=node)
+    assert first["segmentation"] is not None and first["segmentation"].GetImageData() is not None
+    by = {(r.level, r.measurement): r for r in first["rows"]}
+    facet = by[("L4-L5", "facet_angle_left_deg")]
+    assert facet.status == "ok" and facet.source == "network"
+    assert first["table"].GetTable().GetNumberOfRows() == len(first["rows"])
+    assert by[("L4-L5", "offset_angle_deg")].value == pytest.approx(0.0, abs=0.05)  # not edited yet
+    # The radiologist tilts the L4-L5 plane 8 degrees about its left axis and turns it 10 degrees in its plane:
+    # the offset angle from the planner's plane follows the tilt, and the facets are measured in the new section.
+    plane = next(
+        n
+        for n in logic.planes().values()
+        if n.GetAttribute("SpinePlanner.level") == "L4-L5" and n.GetAttribute("SpinePlanner.role") == "axial"
+    )
+    geo = plane_geometry_lps(plane)
+
+    def rotation(axis, deg):
+        a = np.asarray(axis, dtype=float) / np.linalg.norm(axis)
+        k = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
+        t = np.radians(deg)
+        return np.eye(3) + np.sin(t) * k + (1 - np.cos(t)) * (k @ k)
+
+    tilt = rotation(geo["x_axis"], 8.0)
+    normal = tilt @ geo["normal"]
+    set_plane_lps(plane, geo["center"], normal, rotation(normal, 10.0) @ geo["x_axis"], geo["size"])
+    second = measure_in_scene(scene, image_node=node)
+    by2 = {(r.level, r.measurement): r for r in second["rows"]}
+    assert by2[("L4-L5", "offset_angle_deg")].value == pytest.approx(8.0, abs=0.1)
+    for side in ("left", "right"):
+        m = ("L4-L5", f"facet_angle_{side}_deg")
+        # Measured again in the edited plane: still a facet angle, read off a section through other points.
+        assert by2[m].status == "ok" and abs(by2[m].value - by[m].value) < 8.0, (side, by[m].value, by2[m].value)
+        moved = [np.linalg.norm(np.subtract(by2[m].landmarks[k], by[m].landmarks[k])) for k in by[m].landmarks]
+        assert max(moved) > 0.5

@@ -28,7 +28,20 @@ def recipe() -> dict:
     return json.loads(resources.files("SpineLocalizerLib").joinpath("resources/training_recipe.json").read_text())
 
 
+def structures_command(stage: dict, out: Path) -> list[str]:
+    """The axial structure network's runs (networks/train_structures.py; its slab cache in .cache/slabs)."""
+    cmd = [sys.executable, "-m", "SpineLocalizerLib.networks.train_structures", "--cache", str(REPO / ".cache/slabs")]
+    cmd += ["--steps", str(stage["steps"]), "--seed", str(stage["seed"]), "--out", str(out / stage["out"])]
+    if "init_from" in stage:
+        cmd += ["--init", str(out / stage["init_from"] / "structures.safetensors")]
+    for key, value in stage.get("options", {}).items():
+        cmd += [f"--{key.replace('_', '-')}", str(value)]
+    return cmd
+
+
 def stage_command(stage: dict, out: Path, cache: Path, user_data: Path | None) -> list[str]:
+    if stage.get("trainer") == "structures":
+        return structures_command(stage, out)
     cmd = [str(Path(sys.executable).with_name("spine-localizer")), "train", "--stage", stage["stage"]]
     cmd += ["--steps", str(stage["steps"]), "--seed", str(stage["seed"]), "--cache", str(cache)]
     cmd += ["--out", str(out / stage["out"])]
@@ -74,6 +87,10 @@ def main() -> int:
         subprocess.run(stage_command(stage, args.out, args.cache, user_data), check=True)
     if not final.exists():
         _copy_weights(args.out / "phantom", final)
+    structures = [s for s in recipe()["stages"] if s.get("trainer") == "structures"]
+    if structures:  # the last structure run is the one shipped
+        for ext in (".safetensors", ".json"):
+            shutil.copy2(args.out / structures[-1]["out"] / f"structures{ext}", final / f"structures{ext}")
     stamp(f"done: weights in {final}")
     return 0
 

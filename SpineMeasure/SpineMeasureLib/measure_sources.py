@@ -50,9 +50,9 @@ def measure_label_map(
     values = {int(v) for v in np.unique(labels.array) if v}
     convention = convention or detect_convention(values)
     if convention == "project":
-        plan = plan or plan_for_labels(labels, lumbar_count)
-        rows = measure_plan(labels, plan, thresholds, reference)
-        return Measured(_sourced(rows, "label map"), plan, labels)
+        used: dict[str, Any] = plan or dict(plan_for_labels(labels, lumbar_count))
+        rows = measure_plan(labels, used, thresholds, reference)
+        return Measured(_sourced(rows, "label map"), used, labels)
     converted = convert(labels, convention, instances)
     plan = plan or measurement_planes(converted.labels)
     if not plan["discs"]:
@@ -84,6 +84,7 @@ def measure_image(
     thresholds: Thresholds,
     reference: dict | None,
     model_dir=None,
+    withhold: bool = True,
 ) -> Measured:
     """Rows from the image alone: the structure network's label map, measured in the plan's planes.
 
@@ -116,9 +117,11 @@ def measure_image(
         notes.append(f"axial slice group of {disc['label']}: segmented slice by slice")
     else:
         if plan is None:
+            from SpineLocalizerLib.networks.localizer_like import resample_to_localizer
             from SpineLocalizerLib.pipeline import plan_from_localizer
 
-            plan, _ = plan_from_localizer([image])
+            # The planner's networks read localizers: the volume is first turned into one (4 mm sagittal slices).
+            plan, _ = plan_from_localizer([resample_to_localizer(image)])
             notes.append("planned from the image first (give --plan to measure in your own planes)")
         segmented = segment_volume(run, image, plan)
         notes.append("volume segmented on planes along each planned disc (0.75 mm grid)")
@@ -130,9 +133,10 @@ def measure_image(
         )
     rows = measure_plan(segmented.labels, segmented.plan, thresholds, reference, all_levels=True)
     rows = gated(rows, segmented.labels, segmented.plan)
+    # What the network cannot give (`withhold=False` only for the evaluation that decides what it can).
     rows = [
         not_measurable(r.level, r.measurement, r.method, why)
-        if (why := next((w for k, w in NETWORK_CANNOT.items() if r.measurement.startswith(k)), None))
+        if withhold and (why := next((w for k, w in NETWORK_CANNOT.items() if r.measurement.startswith(k)), None))
         else r
         for r in rows
     ]

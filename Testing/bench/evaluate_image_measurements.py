@@ -8,6 +8,7 @@ validation seeds 50001-50008, and from the planning and label-map evaluations):
 - "volume": the diagnostic volume (0.8 mm) segmented along that plan and measured;
 - "slice groups": each planned axial slice group resliced from it, segmented slice by slice and measured;
 - "true planes": the volume segmented and measured in the true disc planes (segmentation error alone).
+Rows the network withholds in use (NETWORK_CANNOT: herniation, foraminal height) are measured here, to decide.
 Dice per structure class is taken on the volume's segmentation grid against the true labels. Writes
 out/eval_image_measurements.json and prints the tables of docs/results.md.
 """
@@ -63,7 +64,7 @@ def one(i: int, work: str) -> dict:
     th = Thresholds()
     out: dict = {"case": i, "seed": seed, "pairs": {}, "times_s": {}}
     t = time.perf_counter()
-    vol = measure_image(highres, plan=plan, level=None, thresholds=th, reference=None)
+    vol = measure_image(highres, plan=plan, level=None, thresholds=th, reference=None, withhold=False)
     out["times_s"]["volume"] = time.perf_counter() - t
     out["pairs"]["volume"] = pair_with_truth(vol.rows, truth)
     out["dice"] = _dice(vol.labels, true_labels, vol.covered)
@@ -71,7 +72,7 @@ def one(i: int, work: str) -> dict:
         "discs": [d for d in truth["discs"] if d["label"].split("-")[0].startswith("L") or d["label"] == "T12-L1"]
     }
     true_plan["vertebrae"] = plan.get("vertebrae", [])
-    tp = measure_image(highres, plan=true_plan, level=None, thresholds=th, reference=None)
+    tp = measure_image(highres, plan=true_plan, level=None, thresholds=th, reference=None, withhold=False)
     out["pairs"]["true planes"] = pair_with_truth(tp.rows, truth)
     pairs, times = [], []
     for disc in plan["discs"]:
@@ -79,7 +80,7 @@ def one(i: int, work: str) -> dict:
             continue
         group = from_sitk(reslice_disc(highres, disc))
         t = time.perf_counter()
-        m = measure_image(group, plan=plan, level=None, thresholds=th, reference=None)
+        m = measure_image(group, plan=plan, level=None, thresholds=th, reference=None, withhold=False)
         times.append(time.perf_counter() - t)
         pairs += pair_with_truth([r for r in m.rows if r.level == disc["label"]], truth)
     out["pairs"]["slice groups"] = pairs
@@ -114,7 +115,13 @@ def main() -> None:
     )
     for mode in ("volume", "slice groups", "true planes"):
         print(f"\n{mode}:")
-        print("\n".join(_table([p for c in cases for p in c["pairs"][mode]])))
+        pairs = [p for c in cases for p in c["pairs"][mode]]
+        print("\n".join(_table(pairs)))
+        msu = summarise(pairs).get("msu_class")
+        if msu:
+            print(
+                f"| msu_class | {msu['n']} ({msu['herniated']} herniated) | agreement {100 * msu['agreement']:.1f} % | | |"
+            )
     print("\n| structure | Dice |\n| --- | --- |")
     for name in STRUCTURE_CLASSES[1:]:
         inter = sum(c["dice"][name][0] for c in cases)

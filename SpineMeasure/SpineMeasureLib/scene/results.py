@@ -9,7 +9,7 @@ from SpineLocalizerLib.scene.volumes import add_rows_table
 
 from ..results import Row
 
-COLUMNS = ["level", "measurement", "value", "unit", "method", "flags", "status", "reason"]
+COLUMNS = ["level", "measurement", "value", "unit", "method", "source", "flags", "status", "reason"]
 
 
 def add_results(scene, rows: list[Row], name: str) -> dict:
