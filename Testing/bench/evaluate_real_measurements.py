@@ -87,7 +87,7 @@ def musclemap(run, out: Path) -> dict:
 
 
 def paraspinal(run, name: str) -> dict:
-    img = read_volume(REAL / f"axial_muscles/{name}_image.nii.gz")
+    img = read_volume(REAL / f"axial_muscles/{name}_water_image.nii.gz")
     mask = read_volume(REAL / f"axial_muscles/{name}_muscles.nii.gz")
     classes, _ = seg.segment_slices(run, img)
     para = mask.array > 0
