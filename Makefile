@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: venv demo test slow bench evaluate train lint clean
+.PHONY: venv demo test test-slicer-pythons slow bench evaluate train lint clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (found %s)" % sys.version.split()[0])'
@@ -31,8 +31,13 @@ demo: $(STAMP)
 	@echo "Demo written under out/ (see README): phantom/, plan/, plan_from_labels/, axial/, measurements/,"
 	@echo "demo.mrb (open in 3D Slicer) and plan_3d.png."
 
+# The suite, then the pure core's quick subset under the Pythons Slicer 5.8 and 5.10 ship (their own venvs).
 test: $(STAMP)
 	$(PY) -m pytest -q
+	scripts/test_slicer_pythons.sh quick
+
+test-slicer-pythons:
+	scripts/test_slicer_pythons.sh all
 
 slow: $(STAMP)
 	$(PY) -m pytest -q -m slow

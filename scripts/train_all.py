@@ -28,9 +28,12 @@ def recipe() -> dict:
     return json.loads(resources.files("SpineLocalizerLib").joinpath("resources/training_recipe.json").read_text())
 
 
-def structures_command(stage: dict, out: Path) -> list[str]:
-    """The axial structure network's runs (networks/train_structures.py; its slab cache in .cache/slabs)."""
+def structures_command(stage: dict, out: Path, partial: Path | None = None) -> list[str]:
+    """The axial structure network's runs (networks/train_structures.py; its slab cache in .cache/slabs), with the
+    real images' partial-mask list where the stage has one."""
     cmd = [sys.executable, "-m", "SpineLocalizerLib.networks.train_structures", "--cache", str(REPO / ".cache/slabs")]
+    if partial is not None:
+        cmd += ["--partial", str(partial)]
     cmd += ["--steps", str(stage["steps"]), "--seed", str(stage["seed"]), "--out", str(out / stage["out"])]
     if "init_from" in stage:
         cmd += ["--init", str(out / stage["init_from"] / "structures.safetensors")]
@@ -39,9 +42,11 @@ def structures_command(stage: dict, out: Path) -> list[str]:
     return cmd
 
 
-def stage_command(stage: dict, out: Path, cache: Path, user_data: Path | None) -> list[str]:
+def stage_command(
+    stage: dict, out: Path, cache: Path, user_data: Path | None, partial: Path | None = None
+) -> list[str]:
     if stage.get("trainer") == "structures":
-        return structures_command(stage, out)
+        return structures_command(stage, out, partial)
     cmd = [str(Path(sys.executable).with_name("spine-localizer")), "train", "--stage", stage["stage"]]
     cmd += ["--steps", str(stage["steps"]), "--seed", str(stage["seed"]), "--cache", str(cache)]
     cmd += ["--out", str(out / stage["out"])]
@@ -70,8 +75,15 @@ def main() -> int:
             f.write(line + "\n")
 
     final = args.out / "final"
+    shipped_structures = None  # the last structure run that ran is the one shipped
     for stage in recipe()["stages"]:
-        user_data = None
+        user_data = partial = None
+        if "partial_masks" in stage:
+            if not (REAL_DIR / stage["partial_masks"]).exists():
+                stamp(f"{stage['name']}: skipped, {REAL_DIR / stage['partial_masks']} not found")
+                continue
+            partial = args.out / "partial_masks.json"
+            subprocess.run([sys.executable, str(REPO / "scripts" / "real_partial_masks.py"), str(partial)], check=True)
         if "user_data" in stage:
             if not (REAL_DIR / stage["user_data"]).exists():
                 stamp(f"{stage['name']}: skipped, {REAL_DIR / stage['user_data']} not found")
@@ -84,13 +96,14 @@ def main() -> int:
         if stage["out"] == "final" and not final.exists():
             _copy_weights(args.out / "phantom", final)
         stamp(f"{stage['name']}: {stage['steps']} steps, seed {stage['seed']}")
-        subprocess.run(stage_command(stage, args.out, args.cache, user_data), check=True)
+        subprocess.run(stage_command(stage, args.out, args.cache, user_data, partial), check=True)
+        if stage.get("trainer") == "structures":
+            shipped_structures = stage
     if not final.exists():
         _copy_weights(args.out / "phantom", final)
-    structures = [s for s in recipe()["stages"] if s.get("trainer") == "structures"]
-    if structures:  # the last structure run is the one shipped
+    if shipped_structures is not None:
         for ext in (".safetensors", ".json"):
-            shutil.copy2(args.out / structures[-1]["out"] / f"structures{ext}", final / f"structures{ext}")
+            shutil.copy2(args.out / shipped_structures["out"] / f"structures{ext}", final / f"structures{ext}")
     stamp(f"done: weights in {final}")
     return 0
 

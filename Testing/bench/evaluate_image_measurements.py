@@ -1,6 +1,6 @@
 """Measurements from the images alone (structure network, no true labels) on held-apart phantoms vs truth.json.
 
-.venv/bin/python Testing/bench/evaluate_image_measurements.py [N_CASES] [PROCESSES]
+.venv/bin/python Testing/bench/evaluate_image_measurements.py [N_CASES] [PROCESSES] [MODEL_DIR]
 
 Per phantom (seeds EVAL_SEED_BASE + 3000 + i: apart from the structure network's training seeds 1-160 and its
 validation seeds 50001-50008, and from the planning and label-map evaluations):
@@ -10,8 +10,9 @@ validation seeds 50001-50008, and from the planning and label-map evaluations):
 - "slice groups": each planned axial slice group resliced from it, segmented slice by slice and measured;
 - "true planes": the volume segmented and measured in the true disc planes (segmentation error alone).
 Rows the network withholds in use (NETWORK_CANNOT: herniation, foraminal height) are measured here, to decide.
-Dice per structure class is taken on the volume's segmentation grid against the true labels. Writes
-out/eval_image_measurements.json and prints the tables of docs/results.md.
+Dice per structure class is taken on the volume's segmentation grid against the true labels. MODEL_DIR: other
+structure weights than the shipped ones. Writes out/eval_image_measurements.json (or
+out/eval_image_measurements_<MODEL_DIR name>.json) and prints the tables of docs/results.md.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from SpineMeasureLib.measure_sources import measure_image
 from SpineMeasureLib.validation import pair_with_truth, summarise
 
 SEED_OFFSET = 3000
+# Structure weights to evaluate (the shipped ones unless a folder is given); read by every worker process.
+MODEL = Path(sys.argv[3]) if len(sys.argv) > 3 else None
 
 
 def _dice(seg, truth_labels, covered) -> dict[str, list[int]]:
@@ -84,7 +87,7 @@ def one(i: int, work: str) -> dict:
     th = Thresholds()
     out: dict = {"case": i, "seed": seed, "pairs": {}, "times_s": {}}
     t = time.perf_counter()
-    vol = measure_image(highres, plan=plan, level=None, thresholds=th, reference=None, withhold=False)
+    vol = measure_image(highres, plan=plan, level=None, thresholds=th, reference=None, withhold=False, model_dir=MODEL)
     out["times_s"]["volume"] = time.perf_counter() - t
     rows, out["misnamed_discs"] = _renamed(vol.rows, plan, truth)
     out["pairs"]["volume"] = pair_with_truth(rows, truth)
@@ -93,7 +96,9 @@ def one(i: int, work: str) -> dict:
         "discs": [d for d in truth["discs"] if d["label"].split("-")[0].startswith("L") or d["label"] == "T12-L1"]
     }
     true_plan["vertebrae"] = plan.get("vertebrae", [])
-    tp = measure_image(highres, plan=true_plan, level=None, thresholds=th, reference=None, withhold=False)
+    tp = measure_image(
+        highres, plan=true_plan, level=None, thresholds=th, reference=None, withhold=False, model_dir=MODEL
+    )
     out["pairs"]["true planes"] = pair_with_truth(_renamed(tp.rows, true_plan, truth)[0], truth)
     pairs, times = [], []
     for disc in plan["discs"]:
@@ -101,7 +106,7 @@ def one(i: int, work: str) -> dict:
             continue
         group = from_sitk(reslice_disc(highres, disc))
         t = time.perf_counter()
-        m = measure_image(group, plan=plan, level=None, thresholds=th, reference=None, withhold=False)
+        m = measure_image(group, plan=plan, level=None, thresholds=th, reference=None, withhold=False, model_dir=MODEL)
         times.append(time.perf_counter() - t)
         level_rows, _ = _renamed([r for r in m.rows if r.level == disc["label"]], plan, truth)
         pairs += pair_with_truth(level_rows, truth)
@@ -130,7 +135,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, ProcessPoolExecutor(processes) as pool:
         cases = list(pool.map(one, range(n), [tmp] * n))
     Path("out").mkdir(exist_ok=True)
-    Path("out/eval_image_measurements.json").write_text(json.dumps(cases, indent=1))
+    name = "eval_image_measurements" + (f"_{MODEL.name}" if MODEL else "") + ".json"
+    Path("out", name).write_text(json.dumps(cases, indent=1))
     seeds = f"{EVAL_SEED_BASE + SEED_OFFSET}-{EVAL_SEED_BASE + SEED_OFFSET + n - 1}"
     print(
         f"measurements from the images alone, {n} held-apart phantoms (seeds {seeds}), {time.perf_counter() - t:.0f} s"

@@ -1,9 +1,10 @@
 """Measurements from the images alone (structure network) on the real sources of ../shared/data/real.
 
-.venv/bin/python Testing/bench/evaluate_real_measurements.py [OUT_DIR] [N_T2_CASES]
+.venv/bin/python Testing/bench/evaluate_real_measurements.py [OUT_DIR] [N_T2_CASES] [MODEL_DIR]
 
 - axial_muscles/musclemap01: psoas area per slice (network, each side) against its mask (5 right, 6 left), and
-  which slices the plausibility checks refuse;
+  which slices the plausibility checks refuse; Dice of the psoas and of the paraspinal muscles (multifidus and
+  erector spinae, 1-4) over the slices;
 - axial_muscles/tum01, tum02: how much of their paraspinal masks (erector spinae, multifidus) the network calls
   psoas (should be none);
 - vertebrae_t2: disc height at the disc centre from the network (planned from the image, segmented along the plan)
@@ -64,6 +65,10 @@ def musclemap(run, out: Path) -> dict:
             truth = float((mask.array[sl] == code).sum()) * px
             why = implausible_psoas(vol, frame.centre, left, post, side)
             rows.append({"slice": k, "side": side, "network_mm2": net, "mask_mm2": truth, "refused": why})
+    dice = {}
+    for name, cls, codes in (("psoas", PSOAS, (5, 6)), ("paraspinal", CLASS_INDEX["paraspinal muscle"], (1, 2, 3, 4))):
+        p, t = classes == cls, np.isin(mask.array, codes)
+        dice[name] = float(2 * (p & t).sum() / max(p.sum() + t.sum(), 1))
     measured = [r for r in rows if r["mask_mm2"] > 0 and not r["refused"]]
     rel = [abs(r["network_mm2"] / r["mask_mm2"] - 1) for r in measured]
     ks = [len(frames) // 2 + d for d in (-5, 0, 5)]
@@ -82,6 +87,10 @@ def musclemap(run, out: Path) -> dict:
         "measured": len(measured),
         "refused": sum(bool(r["refused"]) for r in rows if r["mask_mm2"] > 0),
         "median_rel_error": float(np.median(rel)) if rel else None,
+        "median_rel_error_all": float(
+            np.median([abs(r["network_mm2"] / r["mask_mm2"] - 1) for r in rows if r["mask_mm2"] > 0])
+        ),
+        "dice": dice,
         "rows": rows,
     }
 
@@ -168,12 +177,14 @@ def main() -> None:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "out/real_measurements")
     n_t2 = int(sys.argv[2]) if len(sys.argv) > 2 else 17
     out.mkdir(parents=True, exist_ok=True)
-    run, card = seg.load_structure_net()
+    run, card = seg.load_structure_net(Path(sys.argv[3])) if len(sys.argv) > 3 else seg.load_structure_net()
     mm = musclemap(run, out)
     print(
         f"musclemap01 psoas: {mm['slices_with_psoas_sides']} slice sides with a psoas mask, {mm['refused']} refused "
         f"by the checks, {mm['measured']} measured, median |rel error| "
         + (f"{100 * mm['median_rel_error']:.1f} %" if mm["median_rel_error"] is not None else "n/a")
+        + f" (all sides, checks ignored: {100 * mm['median_rel_error_all']:.1f} %); Dice psoas "
+        + f"{mm['dice']['psoas']:.3f}, paraspinal {mm['dice']['paraspinal']:.3f}"
     )
     for name in ("tum01", "tum02"):
         p = paraspinal(run, name)

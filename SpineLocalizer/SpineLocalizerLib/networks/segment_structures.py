@@ -74,9 +74,11 @@ def load_structure_net(model_dir: Path = MODEL_DIR):
     return run, card
 
 
-def _sample(image: Volume, points: np.ndarray) -> np.ndarray:
+def sample_points(image: Volume, points: np.ndarray, order: int = 1, cval: float = 0.0) -> np.ndarray:
+    """The image at world `points` (..., 3): linear for intensities, `order` 0 for label maps; `cval` outside."""
     idx = image.world_to_index(points.reshape(-1, 3)).T
-    out = ndimage.map_coordinates(image.array.astype(np.float32, copy=False), idx, order=1, mode="constant", cval=0.0)
+    arr = image.array.astype(np.float32, copy=False) if order else image.array
+    out = ndimage.map_coordinates(arr, idx, order=order, mode="constant", cval=cval)
     return out.reshape(points.shape[:-1])
 
 
@@ -84,7 +86,7 @@ def predict(run, image: Volume, frames: list[PlaneFrame]) -> np.ndarray:
     """Class probabilities (N, C, 256, 256) on each frame."""
     import torch
 
-    planes = np.stack([data.normalise(_sample(image, f.points())) for f in frames]).astype(np.float32)
+    planes = np.stack([data.normalise(sample_points(image, f.points())) for f in frames]).astype(np.float32)
     out = np.empty((len(frames), N_STRUCTURE_CLASSES, *SLAB_SHAPE), dtype=np.float32)
     for i in range(0, len(frames), BATCH):
         logits = run(torch.from_numpy(planes[i : i + BATCH, None]))
@@ -128,8 +130,8 @@ def slice_axes(image: Volume) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
     return axis, left, post, normal
 
 
-def segment_slices(run, image: Volume) -> tuple[np.ndarray, list[PlaneFrame]]:
-    """Classes (uint8, the image's shape) of every slice of an axial stack, and the frame of each slice."""
+def stack_frames(run, image: Volume) -> list[PlaneFrame]:
+    """The network plane of every slice of an axial stack, centred on the spine the network finds in it."""
     axis, left, post, _ = slice_axes(image)
     shape = np.array(image.array.shape)
     frames = []
@@ -137,8 +139,13 @@ def segment_slices(run, image: Volume) -> tuple[np.ndarray, list[PlaneFrame]]:
         centre_idx = (shape - 1) / 2.0
         centre_idx[axis] = k
         frames.append(PlaneFrame(image.index_to_world(centre_idx[None])[0], left, post))
-    probs = predict(run, image, frames)
-    frames = recentred(frames, probs)
+    return recentred(frames, predict(run, image, frames))
+
+
+def segment_slices(run, image: Volume) -> tuple[np.ndarray, list[PlaneFrame]]:
+    """Classes (uint8, the image's shape) of every slice of an axial stack, and the frame of each slice."""
+    axis = slice_axes(image)[0]
+    frames = stack_frames(run, image)
     probs = predict(run, image, frames)
     out = np.zeros(image.array.shape, dtype=np.uint8)
     grid = np.indices(image.array.shape).reshape(3, -1).T

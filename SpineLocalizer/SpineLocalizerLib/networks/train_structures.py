@@ -15,6 +15,7 @@ import torch
 
 from .losses import focal_dice_loss
 from .model_cards import write_weights_and_card
+from .partial_labels import partial_batch, partial_label_loss
 from .structure_classes import CLASS_INDEX, N_STRUCTURE_CLASSES, STRUCTURE_CLASSES
 from .structure_slices import (
     DRAWS_PER_PLANE,
@@ -90,10 +91,15 @@ def train_structures(
     herniation_per_batch: int = 0,
     peak_lr: float = PEAK_LR,
     real_like: bool = False,
+    partial_list: Path | None = None,
+    partial_per_batch: int = 4,
+    partial_remap: float = 0.0,
     log=print,
 ) -> Path:
     """Train (or, from `init` weights, fine-tune) the structure network; `herniation_per_batch` slabs of each
-    batch are drawn from those that show a herniation (the rare class the plain draw leaves unlearnt)."""
+    batch are drawn from those that show a herniation (the rare class the plain draw leaves unlearnt). With a
+    `partial_list` (partial_labels.py) each batch also holds `partial_per_batch` real planes, scored only on the
+    classes their masks outline."""
     out_dir.mkdir(parents=True, exist_ok=True)
     precision = training_precision(precision)
     torch.manual_seed(seed)
@@ -109,19 +115,35 @@ def train_structures(
         log(f"starting from {init}")
     opt = torch.optim.AdamW(net.parameters(), lr=peak_lr, weight_decay=1e-4)
     rare = herniation_slabs(train_classes)
+    partial = None
+    if partial_list is not None:
+        from .partial_labels import load_partial_planes, read_partial_list
+        from .segment_structures import load_structure_net
+
+        # Planes centred as inference centres them: by the network we start from (the shipped one by default).
+        run, _ = load_structure_net(init.parent) if init is not None else load_structure_net()
+        partial = load_partial_planes(run, read_partial_list(partial_list), seed)
+        log(f"{len(partial.images)} real planes from {partial_list}, scored on classes {partial.classes}")
     start, history = resume(out_dir / f"{STAGE}_checkpoint.safetensors", net, opt, STAGE, log)
     rng = np.random.default_rng((seed, start))
 
     def batches():
         while True:
             x, y = batch(train_classes, train_tissue, rng, BATCH, rare, herniation_per_batch, real_like)
-            yield torch.from_numpy(x), torch.from_numpy(y)
+            if partial is None:
+                yield torch.from_numpy(x), torch.from_numpy(y), None
+                continue
+            xr, yr = partial_batch(partial, rng, partial_per_batch, partial_remap)
+            yield torch.from_numpy(np.concatenate([x, xr])), torch.from_numpy(y), torch.from_numpy(yr)
 
     def loss_of(b) -> torch.Tensor:
-        x, y = b
+        x, y, y_real = b
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            logits = net(x)
-        return focal_dice_loss(logits.float(), y, dice_sets=DICE_SETS)
+            logits = net(x).float()
+        loss = focal_dice_loss(logits[: len(y)], y, dice_sets=DICE_SETS)
+        if y_real is not None:
+            loss = loss + partial_label_loss(logits[len(y) :], y_real, partial.classes)
+        return loss
 
     history = run_training(
         STAGE,
@@ -165,6 +187,14 @@ def train_structures(
         "initial_weights": str(init) if init else None,
         "herniation_slabs_per_batch": herniation_per_batch,
         "real_like_augmentation": real_like,
+        "partial_masks": None
+        if partial is None
+        else {
+            "list": str(partial_list),
+            "planes": len(partial.images),
+            "per_batch": partial_per_batch,
+            "random_contrast_share": partial_remap,
+        },
         "training_precision": precision,
         "validation": history[-1] if history else {},
     }
@@ -184,6 +214,9 @@ def main() -> None:
     ap.add_argument("--herniation-per-batch", type=int, default=0)
     ap.add_argument("--lr", type=float, default=PEAK_LR)
     ap.add_argument("--real-like", action="store_true", help="elastic shapes, clutter, texture, reformat blur")
+    ap.add_argument("--partial", help="JSON list of real axial images with partial masks (partial_labels.py)")
+    ap.add_argument("--partial-per-batch", type=int, default=4)
+    ap.add_argument("--partial-remap", type=float, default=0.0, help="share of real planes given a random contrast")
     args = ap.parse_args()
     train_structures(
         Path(args.out),
@@ -195,6 +228,9 @@ def main() -> None:
         herniation_per_batch=args.herniation_per_batch,
         peak_lr=args.lr,
         real_like=args.real_like,
+        partial_list=Path(args.partial) if args.partial else None,
+        partial_per_batch=args.partial_per_batch,
+        partial_remap=args.partial_remap,
     )
 
 

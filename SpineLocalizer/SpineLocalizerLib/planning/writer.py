@@ -8,7 +8,6 @@ from typing import Any
 
 from ..volume_io import Volume
 from .markups import plane_markup, roi_markup, safe_file_stem, write_json
-from .overview import plan_overview
 
 AXIAL_COLOUR = (0.35, 1.0, 0.35)
 REVIEW_COLOUR = (1.0, 0.3, 0.3)
@@ -63,6 +62,8 @@ def write_plan_outputs(folder: Path, plan: dict[str, Any], image: Volume | None)
     (folder / "plan.json").write_text(json.dumps(plan, indent=1))
     written.append("plan.json")
     if image is not None:
+        from .overview import plan_overview  # matplotlib only when a picture is drawn: Slicer's Python has none
+
         plan_overview(image, plan, folder / "overview.png")
         written.append("overview.png")
     return written
