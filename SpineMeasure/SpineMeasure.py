@@ -3,7 +3,6 @@
 Thin Slicer layer over SpineMeasureLib (pure core) and its scene logic (scene_worksheet, tested headless).
 """
 
-import json
 from typing import Optional
 
 import slicer
@@ -137,21 +136,24 @@ class SpineMeasureLogic(ScriptedLoadableModuleLogic):
         write_results(self.rows, Path(path))
 
     def compare(self, first: str, second: str) -> str:
-        import tempfile
+        """Bland-Altman charts and an agreement table in the scene (no matplotlib inside Slicer); the first
+        chart is shown in the plot layout, the summary table in the table view."""
         from pathlib import Path
 
-        from SpineMeasureLib.agreement import agreement_table
-        from SpineMeasureLib.figures import bland_altman_png
         from SpineMeasureLib.results import read_csv
+        from SpineMeasureLib.scene.agreement_plots import add_agreement
 
         a, b = read_csv(Path(first)), read_csv(Path(second))
-        table = agreement_table(a, b)
-        png = Path(tempfile.mkdtemp()) / "bland_altman.png"
-        bland_altman_png(a, b, png)
-        slicer.util.loadVolume(str(png), {"singleFile": True})
-        return json.dumps([{k: (round(v, 3) if isinstance(v, float) else v) for k, v in t.items()} for t in table])[
-            :2000
-        ]
+        # Each CSV is measurements.csv in its reader's folder: the folder names the reader.
+        label_a, label_b = Path(first).parent.name or "A", Path(second).parent.name or "B"
+        if label_a == label_b:
+            label_a, label_b = f"{label_a} (1)", f"{label_b} (2)"
+        out = add_agreement(slicer.mrmlScene, a, b, label_a, label_b)
+        slicer.modules.plots.logic().ShowChartInLayout(next(iter(out["charts"].values())))
+        selection = slicer.app.applicationLogic().GetSelectionNode()
+        selection.SetActiveTableID(out["summary"].GetID())
+        slicer.app.applicationLogic().PropagateTableSelection()
+        return f"{len(out['charts'])} measurements compared ({label_b} - {label_a}); charts and table in the scene"
 
 
 class SpineMeasureTest(ScriptedLoadableModuleTest):

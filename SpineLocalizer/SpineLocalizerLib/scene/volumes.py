@@ -40,7 +40,7 @@ def _ijk_to_ras(volume: Volume):
 GENERATED = "SpinePlanner.generated"  # attribute of nodes this code made: the ones a re-run may replace
 
 
-def _generated_node(scene, cls: str, name: str):
+def generated_node(scene, cls: str, name: str):
     """The node of `cls` named `name` that an earlier run made (updated in place, so each click does not add
     another copy), or a new one. A node of the same name that the user made is never reused."""
     nodes = scene.GetNodesByClassByName(cls, name)
@@ -55,7 +55,7 @@ def _generated_node(scene, cls: str, name: str):
 
 def add_volume(scene, volume: Volume, name: str, *, labelmap: bool = False):
     cls = "vtkMRMLLabelMapVolumeNode" if labelmap else "vtkMRMLScalarVolumeNode"
-    node = _generated_node(scene, cls, name)
+    node = generated_node(scene, cls, name)
     node.SetIJKToRASMatrix(_ijk_to_ras(volume))
     node.SetAndObserveImageData(_image_data(volume.array))
     node.CreateDefaultDisplayNodes()
@@ -67,7 +67,7 @@ def add_disc_segmentation(scene, discs: Volume, name: str = "Discs", names: dict
     import slicer
 
     label_node = add_volume(scene, discs, name + " labelmap", labelmap=True)
-    seg = _generated_node(scene, "vtkMRMLSegmentationNode", name)
+    seg = generated_node(scene, "vtkMRMLSegmentationNode", name)
     seg.GetSegmentation().RemoveAllSegments()  # a re-run replaces the discs of the previous one
     seg.CreateDefaultDisplayNodes()
     if not slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(label_node, seg):
@@ -86,7 +86,7 @@ def add_disc_segmentation(scene, discs: Volume, name: str = "Discs", names: dict
 def add_rows_table(scene, rows: list[dict[str, Any]], name: str, columns: list[str]):
     from . import string_columns
 
-    node = _generated_node(scene, "vtkMRMLTableNode", name)
+    node = generated_node(scene, "vtkMRMLTableNode", name)
     table = node.GetTable()
     table.Initialize()  # a re-run replaces the rows (and columns) of the previous one
     arrays = string_columns(table, columns)
