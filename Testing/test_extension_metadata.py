@@ -11,7 +11,9 @@ from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parents[1]
 ENTRY = REPO / "Resources" / "ExtensionsIndex" / "SpinePlanner.json"
-SCHEMA = "https://raw.githubusercontent.com/Slicer/Slicer/main/Schemas/slicer-extension-catalog-entry-schema-v1.0.0.json#"
+SCHEMA = (
+    "https://raw.githubusercontent.com/Slicer/Slicer/main/Schemas/slicer-extension-catalog-entry-schema-v1.0.0.json#"
+)
 # Categories the index accepts that fit this extension (from its ACCEPTED_EXTENSION_CATEGORIES; "Spine" is not one).
 FITTING_ACCEPTED_CATEGORIES = {"Planning", "Quantification", "Segmentation", "IGT", "Training"}
 

@@ -50,17 +50,39 @@ def test_volume_round_trip_through_a_node_keeps_lps_geometry():
     )
 
 
-def test_show_slices_points_a_slice_view_at_a_plane():
+def _view(slice_node):
+    m = slice_node.GetSliceToRAS()
+    cols = np.array([[m.GetElement(r, c) for c in range(4)] for r in range(3)])
+    return cols[:, 0], cols[:, 1], cols[:, 2], cols[:, 3]
+
+
+@pytest.mark.parametrize(
+    "role, normal_lps, x_axis_lps, screen_x_ras, screen_y_ras",
+    [
+        # An axial slice group tilted 11 deg, its plane's own x axis pointing to the patient's right: the view
+        # still shows the patient's left on the right and anterior up (it showed them upside down).
+        ("axial", [0.0, 0.2, 1.0], [-1.0, 0.0, 0.0], [-1, 0, 0], [0, 1, 0]),
+        # A coronal slab whose plane axes run right-to-left: left on the right, head up (it was mirrored).
+        ("coronal", [0.0, 1.0, 0.1], [-1.0, 0.0, 0.0], [-1, 0, 0], [0, 0, 1]),
+        # The sagittal slab: anterior on the left, head up, as Slicer's sagittal view.
+        ("sagittal", [1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0, -1, 0], [0, 0, 1]),
+    ],
+)
+def test_show_slices_shows_each_role_as_slicer_shows_that_view(
+    role, normal_lps, x_axis_lps, screen_x_ras, screen_y_ras
+):
     scene = slicer.vtkMRMLScene()
     plane = scene.AddNewNodeByClass("vtkMRMLMarkupsPlaneNode", "p")
-    set_plane_lps(plane, [5.0, 6.0, 7.0], [0.0, 0.2, 1.0], [1.0, 0.0, 0.0], (100, 100))
+    plane.SetAttribute("SpinePlanner.role", role)
+    set_plane_lps(plane, [5.0, 6.0, 7.0], normal_lps, x_axis_lps, (100, 100))
     slice_node = scene.AddNewNodeByClass("vtkMRMLSliceNode")
     point_slice_at_plane(slice_node, plane)
-    m = slice_node.GetSliceToRAS()
-    normal = np.array([m.GetElement(r, 2) for r in range(3)])
-    center = np.array([m.GetElement(r, 3) for r in range(3)])
-    n_ras = np.array([0.0, -0.2, 1.0]) / np.linalg.norm([0.0, 0.2, 1.0])
-    assert np.allclose(normal, n_ras, atol=1e-6) and np.allclose(center, [-5.0, -6.0, 7.0])
+    x, y, normal, centre = _view(slice_node)
+    n_ras = np.array([-normal_lps[0], -normal_lps[1], normal_lps[2]]) / np.linalg.norm(normal_lps)
+    assert abs(normal @ n_ras) == pytest.approx(1.0, abs=1e-6)  # the view lies in the plane
+    assert np.allclose(centre, [-5.0, -6.0, 7.0])
+    assert x @ screen_x_ras > 0.95 and y @ screen_y_ras > 0.95, (x, y)
+    assert abs(x @ y) < 1e-9 and abs(x @ normal) < 1e-9  # an orthonormal frame, no shear
 
 
 def test_results_become_a_table_and_inspectable_markups():

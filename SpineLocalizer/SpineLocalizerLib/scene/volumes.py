@@ -143,14 +143,56 @@ def volume_from_node(node) -> Volume:
     return Volume(array.copy(), tuple(float(s) for s in spacing), LPS_TO_RAS @ ijk_to_ras[:3, 3], axes / spacing)
 
 
+# Slicer's own frame of each slice view (RAS; vtkMRMLSliceNode's Axial / Sagittal / Coronal presets): screen x,
+# screen y, normal. Radiological convention: patient left on the screen's right in axial and coronal views,
+# anterior up in axial, superior up in sagittal and coronal, anterior on the left in sagittal.
+VIEW_FRAMES_RAS = {
+    "axial": ((-1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)),
+    "sagittal": ((0.0, -1.0, 0.0), (0.0, 0.0, 1.0), (-1.0, 0.0, 0.0)),
+    "coronal": ((-1.0, 0.0, 0.0), (0.0, 0.0, 1.0), (0.0, 1.0, 0.0)),
+}
+
+
+def oblique_view_frame(normal_ras, role: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(screen x, screen y, normal) in RAS of a slice view through a plane of normal `normal_ras`, as close as
+    the plane allows to Slicer's own view of that role: the normal turned towards the preset's, screen x the
+    preset's x projected into the plane (its y where x is nearly the normal), y completing the frame the preset's
+    way up. A plane drawn with its own axes instead shows axial groups upside down and coronal slabs mirrored."""
+    px, py, pn = (np.asarray(v) for v in VIEW_FRAMES_RAS[role])
+    n = np.asarray(normal_ras, dtype=float)
+    n = n / np.linalg.norm(n)
+    if n @ pn < 0:
+        n = -n
+    x = px - (px @ n) * n
+    if np.linalg.norm(x) < 0.3:  # a plane almost perpendicular to the preset's x: keep its y upright instead
+        y = py - (py @ n) * n
+        y /= np.linalg.norm(y)
+        x = np.cross(y, n) if np.cross(y, n) @ px >= 0 else -np.cross(y, n)
+    x /= np.linalg.norm(x)
+    y = np.cross(n, x)
+    if y @ py < 0:
+        y = -y
+    return x, y, n
+
+
 def point_slice_at_plane(slice_node, plane_node) -> None:
-    """Show a plane in a slice view ("Show slices"): the slice's normal and centre follow the plane."""
-    n, x, c = [0.0] * 3, [0.0] * 3, [0.0] * 3
+    """Show a plane in a slice view ("Show slices"): the view lies in the plane, centred on it, oriented as
+    Slicer shows that role (`oblique_view_frame`; a plane without a role is shown as an axial one)."""
+    import vtk
+
+    n, c = [0.0] * 3, [0.0] * 3
     plane_node.GetNormalWorld(n)
-    y, z = [0.0] * 3, [0.0] * 3
-    plane_node.GetAxesWorld(x, y, z)
     plane_node.GetCenterWorld(c)
-    slice_node.SetSliceToRASByNTP(*n, *x, *c, 0)
+    role = plane_node.GetAttribute("SpinePlanner.role")
+    x, y, normal = oblique_view_frame(n, role if role in VIEW_FRAMES_RAS else "axial")
+    m = vtk.vtkMatrix4x4()
+    for r in range(3):
+        m.SetElement(r, 0, x[r])
+        m.SetElement(r, 1, y[r])
+        m.SetElement(r, 2, normal[r])
+        m.SetElement(r, 3, c[r])
+    slice_node.GetSliceToRAS().DeepCopy(m)
+    slice_node.UpdateMatrices()
 
 
 def reslice_current_planes(plan_logic, volume: Volume) -> dict[str, Volume]:
