@@ -207,8 +207,9 @@ class SpineLocalizerLogic(ScriptedLoadableModuleLogic):
             add_volume(slicer.mrmlScene, vol, f"{name} images")
 
     def newTraineePlane(self, trainee: str):
-        from SpineLocalizerLib.scene.teaching import trainee_plane_name
+        from SpineLocalizerLib.scene.teaching import hide_plan_from_trainee, trainee_plane_name
 
+        hide_plan_from_trainee(slicer.mrmlScene)  # the answer stays hidden until the plane is checked
         node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsPlaneNode", trainee_plane_name(trainee))
         slicer.modules.markups.logic().SetActiveList(node)
         interaction = slicer.app.applicationLogic().GetInteractionNode()
@@ -217,7 +218,7 @@ class SpineLocalizerLogic(ScriptedLoadableModuleLogic):
     def checkTraineePlane(self, p, referencePath: str):
         import json
 
-        from SpineLocalizerLib.scene.teaching import TeachingSceneLogic, latest_trainee_plane
+        from SpineLocalizerLib.scene.teaching import TeachingSceneLogic, latest_trainee_plane, reveal_plan
 
         trainee = latest_trainee_plane(slicer.mrmlScene, p.traineeName)
         if trainee is None:
@@ -233,13 +234,15 @@ class SpineLocalizerLogic(ScriptedLoadableModuleLogic):
         if ref is None:
             raise ValueError(f"The reference has no {p.teachingLevel} plane.")
         self._teaching = self._teaching or TeachingSceneLogic(slicer.mrmlScene)
-        return self._teaching.check(
+        score = self._teaching.check(
             trainee,
             {"center": ref["scan_center_lps"], "normal": ref["normal_lps"], "posterior": ref["posterior_lps"]},
             trainee=p.traineeName,
             level=p.teachingLevel,
             reference_name=name,
         )
+        reveal_plan(slicer.mrmlScene)  # scored: now the trainee may compare with the answer
+        return score
 
     def exportAttempts(self, path: str) -> str:
         from SpineLocalizerLib.scene.teaching import TeachingSceneLogic

@@ -249,3 +249,25 @@ def test_running_again_updates_the_generated_nodes_instead_of_adding_copies():
     assert seg.GetSegmentation().GetNumberOfSegments() == 2  # the second run's discs only
     tables = scene.GetNodesByClassByName("vtkMRMLTableNode", "Scan parameters")
     assert tables.GetNumberOfItems() == 1 and tables.GetItemAsObject(0).GetTable().GetNumberOfRows() == 1
+
+
+def test_teaching_hides_the_plan_from_the_trainee_until_the_check_and_restores_the_teacher_s_choice(plan):
+    from SpineLocalizerLib.scene.teaching import hide_plan_from_trainee, reveal_plan, trainee_plane_name
+
+    scene = slicer.vtkMRMLScene()
+    logic = PlanSceneLogic(scene)
+    logic.load_plan(plan)
+    planes = logic.planes()
+    band = scene.GetFirstNodeByName(plan["saturation_bands"][0]["name"])
+    teacher_hid = planes["coronal"]
+    teacher_hid.GetDisplayNode().SetVisibility(False)  # the teacher had hidden the coronal slab
+    assert hide_plan_from_trainee(scene) >= len(planes) + 1
+    assert not any(n.GetDisplayNode().GetVisibility() for n in planes.values())
+    assert not band.GetDisplayNode().GetVisibility()
+    trainee = scene.AddNewNodeByClass("vtkMRMLMarkupsPlaneNode", trainee_plane_name("novice"))
+    trainee.CreateDefaultDisplayNodes()
+    hide_plan_from_trainee(scene)  # a second "New trainee plane" hides nothing of the trainee's own
+    assert trainee.GetDisplayNode().GetVisibility()
+    reveal_plan(scene)
+    assert planes["sagittal"].GetDisplayNode().GetVisibility() and band.GetDisplayNode().GetVisibility()
+    assert not teacher_hid.GetDisplayNode().GetVisibility()  # still the teacher's choice

@@ -24,6 +24,47 @@ def latest_trainee_plane(scene, trainee: str):
     return nodes.GetItemAsObject(count - 1) if count else None
 
 
+HIDDEN = "SpinePlanner.hiddenForTeaching"  # on a plan node hidden from the trainee: its visibility before
+
+
+def _plan_nodes_shown(scene) -> list:
+    """Display nodes of the plan (planes, bands, disc points) that the planner made."""
+    out = []
+    for i in range(scene.GetNumberOfNodes()):
+        node = scene.GetNthNode(i)
+        if node.GetAttribute("SpinePlanner.managed") == "1" and node.IsA("vtkMRMLDisplayableNode"):
+            out.append(node)
+    return out
+
+
+def hide_plan_from_trainee(scene) -> int:
+    """Hide the AI's (or a loaded expert's) planes, bands and disc points while a trainee places a plane; what
+    each showed before is kept on it, so `reveal_plan` gives back the reader's own choice (a plane the teacher
+    had hidden stays hidden). Returns how many nodes were hidden."""
+    hidden = 0
+    for node in _plan_nodes_shown(scene):
+        if node.GetDisplayNode() is None:  # Slicer's markups logic adds one on its own; a bare scene may not
+            node.CreateDefaultDisplayNodes()
+        display = node.GetDisplayNode()
+        if display is None:
+            continue
+        if node.GetAttribute(HIDDEN) is None:
+            node.SetAttribute(HIDDEN, "1" if display.GetVisibility() else "0")
+        display.SetVisibility(False)
+        hidden += 1
+    return hidden
+
+
+def reveal_plan(scene) -> None:
+    """Show the plan again as it was before `hide_plan_from_trainee` (after a check: the trainee sees the answer)."""
+    for node in _plan_nodes_shown(scene):
+        before = node.GetAttribute(HIDDEN)
+        if before is None or node.GetDisplayNode() is None:
+            continue
+        node.GetDisplayNode().SetVisibility(before == "1")
+        node.RemoveAttribute(HIDDEN)
+
+
 class TeachingSceneLogic:
     def __init__(self, scene, *, max_angle_deg: float = 3.0, max_distance_mm: float = 5.0):
         self.scene = scene
