@@ -72,9 +72,15 @@ class SpineLocalizerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.loadPhantomButton.connect("clicked(bool)", self.onLoadPhantom)
         # A closed scene takes its plan nodes with it: the plan logic starts afresh on the next run.
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneClosed)
+        # A scene or .mrb opened with a plan in it: its planes and bands are live again (edits tracked).
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, self.onSceneImported)
+        self.logic.planLogic().adopt_scene()  # the module opened on a scene that already holds a plan
 
     def onSceneClosed(self, caller=None, event=None):
         self.logic.forgetPlan()
+
+    def onSceneImported(self, caller=None, event=None):
+        self.logic.planLogic().adopt_scene()
 
     def cleanup(self):
         self.removeObservers()

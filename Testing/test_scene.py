@@ -271,3 +271,44 @@ def test_teaching_hides_the_plan_from_the_trainee_until_the_check_and_restores_t
     reveal_plan(scene)
     assert planes["sagittal"].GetDisplayNode().GetVisibility() and band.GetDisplayNode().GetVisibility()
     assert not teacher_hid.GetDisplayNode().GetVisibility()  # still the teacher's choice
+
+
+def test_a_plan_reopened_from_an_mrb_is_live_and_its_bands_are_edits_too(plan, tmp_path):
+    scene = slicer.vtkMRMLScene()
+    PlanSceneLogic(scene).load_plan(plan)
+    path = tmp_path / "plan.mrb"
+    save_mrb(scene, path)
+    back = load_mrb(path, tmp_path / "cache")
+    logic = PlanSceneLogic(back)  # a fresh module on the reopened scene: no AI run
+    assert logic.adopt_scene() == len(plan["discs"]) + 2 + len(plan["saturation_bands"])
+    assert logic.quality == plan["quality"]
+    disc = plan["discs"][2]
+    name = f"{disc['label']} axial"
+    moved = np.asarray(disc["scan_center_lps"]) + [0.0, 0.0, 4.0]
+    set_plane_lps(
+        logic.planes()[name],
+        moved,
+        disc["normal_lps"],
+        disc["slice_group"]["x_axis_lps"],
+        disc["slice_group"]["fov_mm"],
+    )
+    assert {r["Plane"]: r for r in logic.table_rows()}[name]["Source"] == "manual"
+    # A saturation band dragged 10 mm is an edit: kept by a re-run, restored by "Reset to AI".
+    band_plan = plan["saturation_bands"][0]
+    band = back.GetFirstNodeByName(band_plan["name"])
+    m = band.GetObjectToNodeMatrix()
+    m.SetElement(0, 3, m.GetElement(0, 3) + 10.0)
+    band.SetAndObserveObjectToNodeMatrix(m)
+    assert band.GetAttribute("SpinePlanner.source") == "manual"
+    assert logic.load_plan(plan)[band_plan["name"]] == "kept manual"
+    logic.reset_to_ai(band_plan["name"])
+    assert band.GetAttribute("SpinePlanner.source") == "ai"
+    c = [0.0] * 3
+    band.GetCenterWorld(c)
+    assert np.allclose(c, lps_to_ras(band_plan["center_lps"]), atol=1e-4)
+
+
+def test_adopting_a_scene_without_a_plan_adds_nothing():
+    scene = slicer.vtkMRMLScene()
+    before = scene.GetNumberOfNodes()
+    assert PlanSceneLogic(scene).adopt_scene() == 0 and scene.GetNumberOfNodes() == before

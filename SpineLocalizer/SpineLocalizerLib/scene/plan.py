@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from . import lps_to_ras, plane_geometry_lps, ras_to_lps, set_plane_lps, string_columns
+from . import lps_to_ras, plane_geometry_lps, ras_to_lps, roi_geometry_lps, set_plane_lps, string_columns
 
 ATTR = "SpinePlanner."
 TABLE_NAME = "Scan parameters"
@@ -31,6 +31,15 @@ AI_GOOD, AI_CHECK, MANUAL = (0.35, 1.0, 0.35), (1.0, 0.3, 0.3), (1.0, 0.8, 0.2)
 
 def _fmt(v) -> str:
     return " ".join(f"{x:.1f}" for x in v)
+
+
+def _geometry(node) -> dict[str, np.ndarray]:
+    """What an edit changes: a plane's centre, normal, in-plane axis and size; a band's centre, axes and size."""
+    return roi_geometry_lps(node) if node.IsA("vtkMRMLMarkupsROINode") else plane_geometry_lps(node)
+
+
+def _same(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
+    return a.keys() == b.keys() and all(np.allclose(a[k], b[k], atol=1e-4) for k in a)
 
 
 class PlanSceneLogic:
@@ -73,6 +82,8 @@ class PlanSceneLogic:
     def load_plan(self, plan: dict[str, Any], *, overwrite_manual: bool = False) -> dict[str, str]:
         """Create or update every plane and band; returns name -> what happened ('created', 'updated', 'kept manual')."""
         self.quality = plan["quality"]
+        # Kept in the scene, so a plan reopened from a scene or .mrb has its quality back (`adopt_scene`).
+        self.table().SetAttribute(ATTR + "quality", json.dumps(self.quality))
         colour = AI_GOOD if not plan["quality"]["needs_review"] else AI_CHECK
         report = {}
         self._updating = True
@@ -165,7 +176,25 @@ class PlanSceneLogic:
         node.SetAttribute(ATTR + "role", "band")
         node.SetAttribute(ATTR + "source", "ai")
         node.SetAttribute(ATTR + "ai", json.dumps(band))
+        self._observe(node)
+        self._last[band["name"]] = _geometry(node)
         return "created" if created else "updated"
+
+    def adopt_scene(self) -> int:
+        """Make the plan nodes already in the scene live (a scene or .mrb reopened, or a re-created module):
+        edits of their planes and bands are tracked again and the table rebuilt, without running the AI.
+        Returns how many nodes are tracked."""
+        nodes = [n for n in self._plan_nodes() if n.IsA("vtkMRMLMarkupsPlaneNode") or n.IsA("vtkMRMLMarkupsROINode")]
+        if not nodes:
+            return 0  # no plan in the scene: nothing made, not even the table
+        quality = self.table().GetAttribute(ATTR + "quality")
+        if quality:
+            self.quality = json.loads(quality)
+        for node in nodes:
+            self._observe(node)
+            self._last[node.GetName()] = _geometry(node)
+        self.update_table()
+        return len(nodes)
 
     def _disc_fiducials(self, plan: dict) -> None:
         node, _ = self._node("vtkMRMLMarkupsFiducialNode", "Disc labels")
@@ -206,15 +235,9 @@ class PlanSceneLogic:
         if self._updating:
             return
         name = node.GetName()
-        geo = plane_geometry_lps(node)
+        geo = _geometry(node)  # moved, tilted, rotated in its own plane or resized
         last = self._last.get(name)
-        if (
-            last is not None
-            and np.allclose(geo["center"], last["center"], atol=1e-4)
-            and np.allclose(geo["normal"], last["normal"], atol=1e-6)
-            and np.allclose(geo["x_axis"], last["x_axis"], atol=1e-6)  # rotated in its own plane
-            and np.allclose(geo["size"], last["size"], atol=1e-4)  # field of view resized
-        ):
+        if last is not None and _same(geo, last):
             return  # a display change, not a geometry change
         self._last[name] = geo
         if node.GetAttribute(ATTR + "source") != "manual":
@@ -225,6 +248,14 @@ class PlanSceneLogic:
         self.update_table()
 
     def reset_to_ai(self, name: str) -> None:
+        band = next((n for n in self._plan_nodes() if n.GetName() == name and n.IsA("vtkMRMLMarkupsROINode")), None)
+        if band is not None:
+            self._updating = True
+            try:
+                self._place_band(json.loads(band.GetAttribute(ATTR + "ai")), overwrite_manual=True)
+            finally:
+                self._updating = False
+            return
         node = self.planes()[name]
         ai = json.loads(node.GetAttribute(ATTR + "ai"))
         self._updating = True
