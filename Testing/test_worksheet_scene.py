@@ -118,3 +118,37 @@ def test_results_become_a_table_and_inspectable_markups():
     flags = table.GetColumnByName("flags")
     assert flags is not None, "the table has no flags column"
     assert "lateral recess stenosis" in flags.GetValue(1)
+
+
+def test_a_linear_transform_above_a_volume_is_part_of_its_geometry_and_a_warp_is_refused():
+    import vtk
+
+    scene = slicer.vtkMRMLScene()
+    vol = Volume(np.arange(60, dtype=np.int16).reshape(3, 4, 5), (1.0, 1.0, 2.0), np.array([1.0, 2.0, 3.0]), np.eye(3))
+    node = add_volume(scene, vol, "localizer")
+    moved = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "alignment")
+    m = vtk.vtkMatrix4x4()
+    c, s = np.cos(np.radians(10.0)), np.sin(np.radians(10.0))
+    for r, row in enumerate([[c, -s, 0, 10.0], [s, c, 0, 0.0], [0, 0, 1, -4.0]]):
+        for col, v in enumerate(row):
+            m.SetElement(r, col, v)
+    moved.SetMatrixTransformToParent(m)
+    node.SetAndObserveTransformNodeID(moved.GetID())
+    back = volume_from_node(node)
+    # The origin, LPS (1, 2, 3) = RAS (-1, -2, 3), goes through the RAS transform and back to LPS.
+    ras = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]]) @ [-1.0, -2.0, 3.0] + [10.0, 0.0, -4.0]
+    assert np.allclose(back.origin, [-ras[0], -ras[1], ras[2]])
+    assert np.allclose(back.spacing, vol.spacing) and np.allclose(np.linalg.det(back.direction), 1.0)
+    assert np.array_equal(back.array, vol.array)
+    warp = scene.AddNewNodeByClass("vtkMRMLTransformNode", "warp")
+    tps = vtk.vtkThinPlateSplineTransform()
+    src, dst = vtk.vtkPoints(), vtk.vtkPoints()
+    for p in ([0, 0, 0], [50, 0, 0], [0, 50, 0], [0, 0, 50]):
+        src.InsertNextPoint(*p)
+        dst.InsertNextPoint(p[0] + 3.0, p[1], p[2])
+    tps.SetSourceLandmarks(src)
+    tps.SetTargetLandmarks(dst)
+    warp.SetAndObserveTransformToParent(tps)
+    node.SetAndObserveTransformNodeID(warp.GetID())
+    with pytest.raises(ValueError, match="Harden transform"):
+        volume_from_node(node)

@@ -122,7 +122,9 @@ def build_case_scene(
 
 
 def volume_from_node(node) -> Volume:
-    """A core Volume (LPS, (i, j, k) array) from a scalar or label volume node."""
+    """A core Volume (LPS, (i, j, k) array) from a scalar or label volume node, where the scene shows it: a
+    linear transform above the node (a registration, a manual alignment) is part of its geometry; a warping one
+    cannot be a grid's geometry and is refused (harden it first: Data module, right-click > Harden transform)."""
     import vtk
     from vtk.util import numpy_support
 
@@ -138,6 +140,16 @@ def volume_from_node(node) -> Volume:
     m = vtk.vtkMatrix4x4()
     node.GetIJKToRASMatrix(m)
     ijk_to_ras = np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
+    parent = node.GetParentTransformNode()
+    if parent is not None:
+        if not parent.IsTransformToWorldLinear():
+            raise ValueError(
+                f"volume '{node.GetName()}' is under the non-linear transform '{parent.GetName()}': harden the "
+                "transform (Data module: right-click the volume > Harden transform) and run again"
+            )
+        to_world = vtk.vtkMatrix4x4()
+        parent.GetMatrixTransformToWorld(to_world)
+        ijk_to_ras = np.array([[to_world.GetElement(r, c) for c in range(4)] for r in range(4)]) @ ijk_to_ras
     axes = LPS_TO_RAS @ ijk_to_ras[:3, :3]
     spacing = np.linalg.norm(axes, axis=0)
     return Volume(array.copy(), tuple(float(s) for s in spacing), LPS_TO_RAS @ ijk_to_ras[:3, 3], axes / spacing)
