@@ -74,8 +74,18 @@ def test_the_shifted_pass_leaves_the_naming_and_sharpens_the_discs(phantoms):
     folder, _ = phantoms.get(100_004)
     image = read_volume(folder / "localizer.nii.gz")
     labels = read_volume(folder / "localizer_labels.nii.gz").array
-    one = run_pipeline([image], shifted_output=False)
-    two = run_pipeline([image])
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # the process's own setting (Slicer's, another module's): ours must not stick
+    try:
+        one = run_pipeline([image], shifted_output=False)
+        two = run_pipeline([image])
+        assert torch.get_num_threads() == 1
+        one.maps()  # the deferred maps run on the pipeline's threads too, and give the setting back
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
     # The plan does not wait for the maps: they are drawn when first asked for, and timed apart.
     assert two.output_maps is None and "output_maps" not in two.timings_s
     assert np.array_equal(one.discs_canonical, two.discs_canonical) and one.confidences == two.confidences

@@ -46,6 +46,7 @@ from .canonical import CanonicalGrid, canonical_grid_for, to_canonical
 from .labeling import label_discs
 from .loaded import loaded_networks
 from .output_maps import OutputMap, draw_output_maps, margin_on
+from .runtime import torch_threads
 
 SPINE_MARGIN_MM = 12.0
 # The output network draws the label maps on the naming box widened to at least this on every side. The naming
@@ -173,7 +174,23 @@ def _canonical_image(images: list[Volume], grid: CanonicalGrid, levels: list, ar
     return np.where(weight > 0, acc / np.maximum(weight, 1), 0).astype(np.float32)
 
 
-def run_pipeline(
+def run_pipeline(images: list[Volume], *, threads: int = 2, **options) -> PipelineResult:
+    """The localizer networks on `images` (options: see `_run_pipeline`) with torch on `threads` threads while
+    they run, the deferred output maps included; the process's own setting is given back after each."""
+    with torch_threads(threads):
+        result = _run_pipeline(images, threads=threads, **options)
+    drawer = result.map_drawer
+    if drawer is not None:
+
+        def draw_with_threads() -> list[OutputMap]:
+            with torch_threads(threads):
+                return drawer()
+
+        result.map_drawer = draw_with_threads
+    return result
+
+
+def _run_pipeline(
     images: list[Volume],
     *,
     lumbar_count: int | None = None,

@@ -7,8 +7,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from . import levels as level_classifier
 from .fine import load_output_net
 from .models import load_model
@@ -40,8 +38,8 @@ def _weights_key(model_dir: Path, threads: int, fine_output: bool) -> tuple:
 
 
 def loaded_networks(model_dir: Path, threads: int = 2, fine_output: bool = True) -> LoadedNetworks:
-    """The networks in `model_dir`, loaded (and checked against their cards) once per process."""
-    torch.set_num_threads(threads)
+    """The networks in `model_dir`, loaded (and checked against their cards) once per process. The caller
+    sets torch's threads for the time it runs them (runtime.torch_threads), never for the whole process."""
     key = _weights_key(model_dir, threads, fine_output)
     if key in _LOADED:
         return _LOADED[key]

@@ -20,11 +20,26 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 
 RUNTIME_ENV = "SPINE_LOCALIZER_RUNTIME"
+
+
+@contextmanager
+def torch_threads(n: int):
+    """torch's intra-op threads set to `n` for a block, and given back after it: inside Slicer the process's
+    setting belongs to Slicer and to other modules, not to us."""
+    before = torch.get_num_threads()
+    if n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 class InferenceNet:
