@@ -261,14 +261,15 @@ class SpineLocalizerLogic(ScriptedLoadableModuleLogic):
 
     def loadPhantom(self, seed: int) -> None:
         """Generate a phantom case and load its localizer and label maps into the scene."""
-        from SpineLocalizerLib.phantom.generate import generate_case
+        from SpineLocalizerLib.phantom.generate import SAMPLE_VOLUMES, generate_case
         from SpineLocalizerLib.phantom.params import sample_params
 
         folder = tempfile.mkdtemp(prefix=f"SpinePhantom{seed}-")
         truth = generate_case(sample_params(seed), folder, highres=True, stacks=False, overview=False)
-        slicer.util.loadVolume(f"{folder}/{truth['files']['localizer']}")
-        slicer.util.loadVolume(f"{folder}/{truth['files']['highres']}")
-        slicer.util.loadLabelVolume(f"{folder}/{truth['files']['disc_labels']}")
+        # The diagnostic volume's full label map too: SpineMeasure measures every structure from it.
+        for name, role, is_label in SAMPLE_VOLUMES:
+            load = slicer.util.loadLabelVolume if is_label else slicer.util.loadVolume
+            load(f"{folder}/{truth['files'][role]}", {"name": name})
 
 
 class SpineLocalizerTest(ScriptedLoadableModuleTest):
@@ -282,7 +283,7 @@ class SpineLocalizerTest(ScriptedLoadableModuleTest):
 
         logic = SpineLocalizerLogic()
         logic.loadPhantom(3)
-        labels = slicer.util.getNodesByClass("vtkMRMLLabelMapVolumeNode")[0]
+        labels = slicer.util.getNode("Phantom localizer discs")
         plan, _ = build_plan(volume_from_node(labels))
         logic.planLogic().load_plan(plan)
         self.assertEqual(len(logic.planLogic().planes()), len(plan["discs"]) + 2)

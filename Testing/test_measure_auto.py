@@ -98,3 +98,30 @@ def test_real_psoas_areas_per_slice_are_plausible(real_data):
         # Sanity range 5-20 cm^2 (issue); the top slice or two only graze the muscle's origin.
         assert np.mean((areas >= 5.0) & (areas <= 20.0)) >= 0.85, areas.round(1)
         assert 5.0 <= np.median(areas) <= 20.0
+
+
+def test_the_slicer_sample_loads_the_label_map_every_measurement_needs(measured):
+    """The sample case of the Slicer modules (phantom.generate.SAMPLE_VOLUMES): measured from the labels it
+    loads, nearly every measurement is made; from the disc labels alone (what it loaded before) few are."""
+    from SpineLocalizerLib.phantom.generate import SAMPLE_VOLUMES
+    from SpineMeasureLib.catalogue import Thresholds
+    from SpineMeasureLib.measure_sources import measure_label_map
+
+    folder, truth, _ = measured
+
+    def ok_share(role):
+        m = measure_label_map(
+            read_volume(folder / truth["files"][role]),
+            convention=None,
+            instances=None,
+            plan=None,
+            lumbar_count=None,
+            thresholds=Thresholds(),
+            reference=None,
+        )
+        return sum(r.status == "ok" for r in m.rows) / len(m.rows), len(m.rows)
+
+    label_roles = [role for _, role, is_label in SAMPLE_VOLUMES if is_label]
+    best = max(ok_share(role)[0] for role in label_roles)
+    discs_only, _ = ok_share("disc_labels")
+    assert best > 0.9 and discs_only < 0.5, (best, discs_only)

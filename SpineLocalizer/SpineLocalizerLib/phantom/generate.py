@@ -35,6 +35,17 @@ def spine_mask(labels: np.ndarray) -> np.ndarray:
     return lut[labels].astype(np.uint8)
 
 
+# What the Slicer modules' sample case loads: (node name, file role in truth["files"], label map?). SpineMeasure
+# needs the diagnostic volume's full label map (every structure): the disc labels the planner reads give it the
+# disc heights alone.
+SAMPLE_VOLUMES = (
+    ("Phantom localizer", "localizer", False),
+    ("Phantom localizer discs", "disc_labels", True),
+    ("Phantom diagnostic volume", "highres", False),
+    ("Phantom diagnostic labels", "highres_labels", True),
+)
+
+
 def generate_case(
     params: PhantomParams, out_dir: str | Path, *, highres: bool = True, stacks: bool = True, overview: bool = True
 ) -> dict:
