@@ -366,3 +366,32 @@ def test_train_user_data_is_checked_before_the_slow_part(tmp_path, capsys):
     )
     assert "b: the label map holds no vertebra or disc code" in err and "Traceback" not in err
     assert time.perf_counter() - t < 10.0 and not (tmp_path / "c").exists()  # no phantom cache was built
+
+
+@pytest.mark.parametrize("flip, lps_component", [("head-foot", 2), ("front-back", 1)])
+def test_a_localizer_flipped_against_its_header_is_said_to_be_flipped(planned, tmp_path, capsys, flip, lps_component):
+    """Items 17/18: the image's content upside down or front to back while its header says otherwise. The plan is
+    doubtful anyway; it now says why, so the technologist fixes the orientation instead of planning by hand."""
+    from SpineLocalizerLib.volume_io import read_volume, write_volume
+
+    image = read_volume(planned[0])
+    axis = int(np.argmax(np.abs(np.asarray(image.direction)[lps_component])))
+    flipped = tmp_path / "flipped.nii.gz"
+    write_volume(type(image)(np.flip(image.array, axis).copy(), image.spacing, image.origin, image.direction), flipped)
+    out = tmp_path / "plan"
+    assert localizer_main(["plan", str(flipped), "--out", str(out), "--strict"]) == 3
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["orientation_suspect"]["flipped"] == flip
+    assert (
+        plan["doubts"][0]["code"] == "orientation_suspect"
+        and "check the image's orientation" in plan["doubts"][0]["reason"]
+    )
+    assert "flipped" in capsys.readouterr().err
+
+
+def test_a_confident_plan_pays_nothing_for_the_orientation_check(planned, tmp_path):
+    out = tmp_path / "plan"
+    assert localizer_main(["plan", str(planned[0]), "--out", str(out), "--strict"]) == 0
+    plan = json.loads((out / "plan.json").read_text())
+    assert not plan["doubtful"] and "orientation_suspect" not in plan
+    assert "orientation_check" not in plan["timings_s"]  # only a doubtful plan is planned again flipped

@@ -6,10 +6,47 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .networks import MODEL_DIR
 from .planning.doubts import attach_doubts
 from .planning.plan import build_plan
 from .volume_io import Volume
+
+# A doubtful plan is planned again on the image's content flipped head-foot and front-back (its header unchanged):
+# if one of them gives a confident plan clearly better than the image as given, the header does not describe the
+# image (an export that lost the orientation, a reversed reconstruction) and the technologist is told so. The
+# plan itself stays the one of the image as given: guessing an orientation is not ours to do silently.
+FLIP_AXES = {"head-foot": 2, "front-back": 1}  # LPS component the flipped image axis runs along
+FLIP_MIN_QUALITY = 0.6
+FLIP_MIN_GAIN = 0.3
+
+
+def _flipped(image: Volume, lps_component: int) -> Volume:
+    axis = int(np.argmax(np.abs(np.asarray(image.direction)[lps_component])))
+    return Volume(np.flip(image.array, axis).copy(), image.spacing, image.origin, image.direction)
+
+
+def _orientation_suspect(images: list[Volume], plan: dict[str, Any], **options) -> dict[str, Any] | None:
+    """The flip whose plan is confident where the given image's is not, with both quality factors; else None."""
+    quality = float(plan["quality"]["quality_factor"])
+    best = None
+    for name, component in FLIP_AXES.items():
+        try:
+            other, _ = plan_from_localizer(
+                [_flipped(images[0], component), *images[1:]], check_orientation=False, **options
+            )
+        except ValueError:  # no plan at all from the flipped image: not the answer
+            continue
+        flipped_quality = float(other["quality"]["quality_factor"])
+        if (
+            not other["doubtful"]
+            and flipped_quality >= FLIP_MIN_QUALITY
+            and flipped_quality >= quality + FLIP_MIN_GAIN
+            and (best is None or flipped_quality > best["quality_flipped"])
+        ):
+            best = {"flipped": name, "quality": round(quality, 4), "quality_flipped": round(flipped_quality, 4)}
+    return best
 
 
 def plan_from_localizer(
@@ -20,22 +57,33 @@ def plan_from_localizer(
     model_dir: Path = MODEL_DIR,
     grid_axes: str = "lps",
     input_info: dict[str, Any] | None = None,
+    check_orientation: bool = True,
 ):
     """(plan, pipeline result) for one sagittal localizer (optionally with a coronal one as `images[1]`).
 
     Raises ValueError ("no confident plan: ...") when fewer than two discs were labelled: a plan with slabs and
-    slice groups cannot be built from less, and a technologist must plan by hand.
+    slice groups cannot be built from less, and a technologist must plan by hand; with `check_orientation`, the
+    message (or a doubtful plan's doubts) says when the image looks flipped relative to its header.
     """
-    import numpy as np
+    import time
 
     from .networks.infer import run_pipeline
 
+    options = {"protocol": protocol, "lumbar_count": lumbar_count, "model_dir": model_dir, "grid_axes": grid_axes}
     result = run_pipeline(images, lumbar_count=lumbar_count, model_dir=model_dir, grid_axes=grid_axes)
     n_discs = len(np.unique(result.discs_canonical)) - 1
     if n_discs < 2:
+        hint = ""
+        if check_orientation:
+            suspect = _orientation_suspect(images, {"quality": {"quality_factor": 0.0}}, **options)
+            if suspect:
+                hint = (
+                    f"; the image looks flipped {suspect['flipped']} relative to its header (flipped, it plans with "
+                    f"quality {suspect['quality_flipped']:.2f}): check its orientation"
+                )
         raise ValueError(
-            f"no confident plan: {result.message}; {n_discs} disc(s) labelled, quality factor 0.00. Check that the "
-            "image is a spine localizer covering the lumbar spine, or plan by hand"
+            f"no confident plan: {result.message}; {n_discs} disc(s) labelled, quality factor 0.00{hint}. Check that "
+            "the image is a spine localizer covering the lumbar spine, or plan by hand"
         )
     plan, _ = build_plan(
         result.grid.as_volume(result.discs_canonical),
@@ -50,4 +98,11 @@ def plan_from_localizer(
     plan["timings_s"]["total"] = round(result.timings_s["total_inference"] + plan["timings_s"]["total"], 4)
     plan["lumbar_count_detected"] = result.lumbar_count
     attach_doubts(plan)
+    if check_orientation and plan["doubtful"]:
+        t = time.perf_counter()
+        suspect = _orientation_suspect(images, plan, **options)
+        plan["timings_s"]["orientation_check"] = round(time.perf_counter() - t, 4)
+        if suspect:
+            plan["orientation_suspect"] = suspect
+            attach_doubts(plan)
     return plan, result

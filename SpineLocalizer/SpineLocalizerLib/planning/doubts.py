@@ -21,6 +21,10 @@ REASONS = {
     "discs_missing": "lumbar discs missing ({found} of {expected} between T12-L1 and the lumbosacral disc)",
     "low_quality": "quality factor {qf:.2f} below the threshold {threshold:.2f}: {message}",
     "low_disc_quality": "doubtful disc(s), check name and tilt: {discs}",
+    "orientation_suspect": (
+        "the image looks flipped {flipped} relative to its header: with its content flipped it plans with "
+        "quality {quality_flipped:.2f} (as given {quality:.2f}); check the image's orientation before scanning"
+    ),
 }
 
 
@@ -56,6 +60,8 @@ def plan_doubts(plan: Plan) -> list[Doubt]:
         )
     if low:
         out.append(("low_disc_quality", {"discs": ", ".join(low)}))
+    if plan.get("orientation_suspect"):  # pipeline.py: set after the other reasons made the plan doubtful
+        out.insert(0, ("orientation_suspect", dict(plan["orientation_suspect"])))
     return [Doubt(code=code, reason=REASONS[code].format(**values)) for code, values in out]
 
 
