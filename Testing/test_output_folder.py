@@ -242,3 +242,45 @@ def test_a_run_killed_at_any_point_leaves_one_whole_run_in_the_folder(tmp_path, 
     # The next run removes what a SIGKILL left beside the folder.
     subprocess.run([sys.executable, str(script), str(out), "D"], check=True, env=env)
     assert _litter(out) == [] and (out / "plan.json").read_text() == "D"
+
+
+def test_a_batch_resumes_where_it_stopped_and_reports_its_pace(phantoms, tmp_path, capsys):
+    """`plan --resume` skips the inputs whose folder holds a whole plan from the same input and settings; a changed
+    input or a damaged folder is planned again; the batch ends with its counts and cases per minute."""
+    import shutil
+
+    from SpineLocalizerLib.cli import main as localizer_main
+    from SpineLocalizerLib.volume_io import read_volume, write_volume
+
+    folder, truth = phantoms.get(32, lumbar_count=5)
+    images = []
+    for name in ("a", "b", "c"):
+        images.append(tmp_path / f"{name}.nii.gz")
+        shutil.copy(folder / truth["files"]["localizer"], images[-1])
+    args = [
+        "plan",
+        *map(str, images),
+        "--discs",
+        str(folder / truth["files"]["disc_labels"]),
+        "--out",
+        str(tmp_path / "out"),
+    ]
+    assert localizer_main(args) == 0
+    err = capsys.readouterr().err
+    assert "3 inputs: 3 planned, 0 failed, 0 done before" in err and "per minute" in err and "s left" in err
+    plans = {n: tmp_path / "out" / n / "plan.json" for n in "abc"}
+    stamps = {n: p.stat().st_mtime_ns for n, p in plans.items()}
+    # b's image changes (one voxel), c's folder loses a file: both are planned again, a is skipped.
+    vol = read_volume(images[1])
+    vol.array[0, 0, 0] += 1
+    write_volume(vol, images[1])
+    (tmp_path / "out" / "c" / "overview.png").unlink()
+    assert localizer_main([*args, "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert "a.nii.gz: planned before from the same input (resume)" in err
+    assert "3 inputs: 2 planned, 0 failed, 1 done before" in err
+    assert plans["a"].stat().st_mtime_ns == stamps["a"]
+    assert plans["b"].stat().st_mtime_ns != stamps["b"] and (tmp_path / "out" / "c" / "overview.png").exists()
+    # Other settings are another plan: nothing is skipped.
+    assert localizer_main([*args, "--resume", "--lumbar-count", "5"]) == 0
+    assert "3 planned, 0 failed, 0 done before" in capsys.readouterr().err

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from .cli_errors import run_command
 from .json_files import read_json
 from .networks import MODEL_DIR, ModelError
-from .output_folder import output_folder
+from .output_folder import finished_run, output_folder, sha256_of
 from .plan_file import read_plan
 from .planning.axial_reslice import reslice_disc
 from .planning.doubts import attach_doubts
@@ -43,10 +44,19 @@ def cmd_plan(args) -> int:
         print("spine-localizer plan: --coronal pairs with a single sagittal image", file=sys.stderr)
         return 2
     protocol = load_protocol(args.protocol)
-    failures = doubtful = 0
+    failures = doubtful = skipped = 0
     folders = output_subfolders(images)
+    started = time.perf_counter()
     for k, image_path in enumerate(images, start=1):
         out = Path(args.out) if len(images) == 1 else Path(args.out) / folders[k - 1]
+        record = _plan_record(image_path, k, args)
+        if args.resume and record is not None and finished_run(out, "plan", record):
+            skipped += 1
+            print(
+                f"[{k}/{len(images)}] {image_path.name}: planned before from the same input (resume) -> {out}",
+                file=sys.stderr,
+            )
+            continue
         try:
             if args.discs:
                 label_path = Path(args.discs[0] if len(args.discs) == 1 else args.discs[k - 1])
@@ -57,7 +67,7 @@ def cmd_plan(args) -> int:
             inputs = (
                 [image_path] + [Path(p) for p in (args.discs or [])] + ([Path(args.coronal)] if args.coronal else [])
             )
-            with output_folder(out, command="plan", inputs=inputs, force=args.force) as stage:
+            with output_folder(out, command="plan", inputs=inputs, force=args.force, record=record) as stage:
                 for name, vol in extra.items():
                     write_volume(vol, stage / name)
                 write_plan_outputs(stage, plan, image)
@@ -70,18 +80,57 @@ def cmd_plan(args) -> int:
             f"[{k}/{len(images)}] {image_path.name}: {len(plan['discs'])} discs "
             f"({plan['discs'][0]['label']} .. {plan['discs'][-1]['label']}), {plan['lumbar_count']} lumbar vertebrae "
             f"({naming['count_basis']}), quality {plan['quality_factor']:.2f}, "
-            f"{plan['timings_s']['total'] * 1000:.0f} ms -> {out}",
+            f"{plan['timings_s']['total'] * 1000:.0f} ms -> {out}" + _eta(started, k, skipped, len(images)),
             file=sys.stderr,
         )
         for doubt in plan["doubts"]:
             print(f"  CHECK PLAN: {doubt['reason']}", file=sys.stderr)
         doubtful += bool(plan["doubts"])
+    if len(images) > 1:
+        done = len(images) - skipped
+        secs = time.perf_counter() - started
+        planned = done - failures
+        rate = f", {60 * planned / secs:.1f} planned per minute" if planned and secs > 0 else ""
+        print(
+            f"{len(images)} inputs: {planned} planned, {failures} failed, {skipped} done before; "
+            f"{secs:.1f} s{rate}; {doubtful} doubtful",
+            file=sys.stderr,
+        )
     if failures:
         return 1
     if args.strict and doubtful:
         print(f"spine-localizer plan --strict: {doubtful} doubtful plan(s) (see CHECK PLAN above)", file=sys.stderr)
         return 3
     return 0
+
+
+def _eta(started: float, k: int, skipped: int, n: int) -> str:
+    """Time left of a batch at the pace of the inputs planned so far (those skipped by --resume cost nothing)."""
+    done = k - skipped
+    if n == 1 or done <= 0 or k == n:
+        return ""
+    left = (time.perf_counter() - started) / done * (n - k)
+    return f"; about {left:.0f} s left"
+
+
+def _plan_record(image_path: Path, k: int, args) -> dict | None:
+    """What a plan is made from (every input's sha256 and the settings that change it): the manifest keeps it so
+    `--resume` knows a finished case; None for a DICOM folder (its files are not hashed one by one)."""
+    paths = [image_path]
+    if args.discs:
+        paths.append(Path(args.discs[0] if len(args.discs) == 1 else args.discs[k - 1]))
+    if args.coronal:
+        paths.append(Path(args.coronal))
+    if not all(p.is_file() for p in paths):
+        return None
+    settings = {
+        "protocol": sha256_of(Path(args.protocol)) if args.protocol else None,
+        "lumbar_count": args.lumbar_count,
+        "models": str(Path(args.models).resolve()) if args.models else None,
+        "grid_axes": args.grid_axes,
+        "series": args.series,
+    }
+    return {"inputs": [sha256_of(p) for p in paths], "settings": settings}
 
 
 def output_subfolders(images: list[Path]) -> list[str]:
@@ -295,6 +344,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--strict",
         action="store_true",
         help="exit with status 3 when a plan is doubtful (count assumed unusual, discs missing, low quality)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip the inputs whose output folder already holds a whole plan made from the same input and settings",
     )
     p.add_argument(
         "--grid-axes",

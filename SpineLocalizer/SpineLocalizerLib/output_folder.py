@@ -69,12 +69,34 @@ def read_manifest(folder: Path, command: str) -> dict[str, str]:
     return {str(k): str(v) for k, v in files.items()}
 
 
+def finished_run(folder: Path, command: str, record: dict) -> bool:
+    """True when `folder` holds a whole earlier run of `command` made from the same `record` (its inputs' sha256
+    and settings), every file of it present and unchanged: what `--resume` skips."""
+    path = Path(folder) / manifest_name(command)
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    if manifest.get("record") != record:
+        return False
+    files = manifest.get("files", {})
+    return bool(files) and all(
+        (Path(folder) / n).is_file() and sha256_of(Path(folder) / n) == digest for n, digest in files.items()
+    )
+
+
 @contextlib.contextmanager
 def output_folder(
-    final: str | Path, *, command: str, inputs: Iterable[str | Path] = (), force: bool = False
+    final: str | Path,
+    *,
+    command: str,
+    inputs: Iterable[str | Path] = (),
+    force: bool = False,
+    record: dict | None = None,
 ) -> Iterator[Path]:
     """Yield a staging folder to write a run's files into; on success they replace `command`'s previous files in
-    `final` at once (module docstring), on any error or signal `final` is unchanged.
+    `final` at once (module docstring), on any error or signal `final` is unchanged. `record` (JSON: the inputs'
+    sha256 and the settings) goes into the manifest, for `finished_run`.
 
     Subfolders written into the staging folder are owned as a whole (their files are listed in the manifest by
     relative path)."""
@@ -90,7 +112,7 @@ def output_folder(
         stage = Path(tempfile.mkdtemp(prefix=f".{final.name}{STAGING_MARK}", dir=final.parent))
         try:
             yield stage
-            _commit(stage, final, command, [Path(p) for p in inputs], force)
+            _commit(stage, final, command, [Path(p) for p in inputs], force, record)
             committed = True
         finally:
             shutil.rmtree(stage, ignore_errors=True)
@@ -99,7 +121,7 @@ def output_folder(
                     final.rmdir()  # the folder this failed run made for its lock (only while still empty)
 
 
-def _commit(stage: Path, final: Path, command: str, inputs: list[Path], force: bool) -> None:
+def _commit(stage: Path, final: Path, command: str, inputs: list[Path], force: bool, record: dict | None) -> None:
     written = {str(p.relative_to(stage)): p for p in sorted(stage.rglob("*")) if p.is_file()}
     if manifest_name(command) in written:
         raise OutputConflict(f"{manifest_name(command)} is the manifest's own name; a run cannot write it")
@@ -136,7 +158,9 @@ def _commit(stage: Path, final: Path, command: str, inputs: list[Path], force: b
             os.link(path, target)
         except OSError:
             shutil.copy2(path, target)
-    manifest = {"command": command, "files": {n: sha256_of(p) for n, p in written.items()}}
+    manifest: dict = {"command": command, "files": {n: sha256_of(p) for n, p in written.items()}}
+    if record is not None:
+        manifest["record"] = record
     (stage / manifest_name(command)).write_text(json.dumps(manifest, indent=1))
     for d in sorted(final.rglob("*")) if final.exists() else []:
         if d.is_dir() and not d.is_symlink():  # empty folders of the user are kept too
