@@ -45,6 +45,7 @@ slow: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install --quiet --no-deps -r requirements-bench.txt
 	$(PY) Testing/bench/bench_pipeline.py
+	$(PY) Testing/bench/bench_whole_process.py
 	$(PY) Testing/bench/bench_phantom.py
 
 evaluate: $(STAMP)

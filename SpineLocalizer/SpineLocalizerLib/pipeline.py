@@ -20,6 +20,7 @@ from .volume_io import Volume
 FLIP_AXES = {"head-foot": 2, "front-back": 1}  # LPS component the flipped image axis runs along
 FLIP_MIN_QUALITY = 0.6
 FLIP_MIN_GAIN = 0.3
+COUNT_DOUBTS = ("count_disputed", "count_unusual")
 
 
 def _flipped(image: Volume, lps_component: int) -> Volume:
@@ -98,7 +99,8 @@ def plan_from_localizer(
     plan["timings_s"]["total"] = round(result.timings_s["total_inference"] + plan["timings_s"]["total"], 4)
     plan["lumbar_count_detected"] = result.lumbar_count
     attach_doubts(plan)
-    if check_orientation and plan["doubtful"]:
+    # A count in doubt alone is no sign of a flipped image (the networks found and named the discs well).
+    if check_orientation and any(d["code"] not in COUNT_DOUBTS for d in plan["doubts"]):
         t = time.perf_counter()
         suspect = _orientation_suspect(images, plan, **options)
         plan["timings_s"]["orientation_check"] = round(time.perf_counter() - t, 4)
