@@ -44,8 +44,8 @@ def test_a_slice_group_is_measured_from_the_image_alone(slice_group):
     rows = _rows(out)
     true = next(d for d in truth["discs"] if d["label"] == "L4-L5")
     assert all(r["source"] == "network" for r in rows.values())
-    # Tolerances at about twice the phantom mean errors of a planned slice group in docs/results.md (canal 1.1 mm,
-    # dural sac 1.2 mm, facet 5 deg); the segmentation alone on the true plane is better (0.4, 0.5 mm, 2 deg).
+    # Tolerances for one disc from the phantom slice-group errors in docs/results.md: MAE canal 0.49 mm, dural sac
+    # 0.61 mm, facet 3.4 deg, single discs up to 1.4 / 1.8 mm (this one: sac 1.8 mm off); facet outliers are larger.
     tolerances = (("canal_diameter_mm", 2.0), ("dural_sac_ap_mm", 2.5), ("facet_angle_left_deg", 8.0))
     for m, tol in tolerances:
         assert rows[("L4-L5", m)]["status"] == "ok", rows[("L4-L5", m)]
