@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 from SpineLocalizerLib.phantom.generate import generate_case
 from SpineLocalizerLib.phantom.params import sample_params
+
+# Exported network graphs go to a folder of this test run, never into the user's ~/.cache (networks/onnx_cache.py);
+# subprocesses started by the tests inherit it.
+os.environ.setdefault("SPINE_PLANNER_CACHE", tempfile.mkdtemp(prefix="spineplanner-test-cache-"))
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_REAL = REPO.parent / "shared" / "data" / "real"

@@ -196,3 +196,42 @@ def test_a_second_plan_in_one_process_reuses_the_loaded_networks(tmp_path):
     card = models / "levels.json"
     os.utime(card, ns=(card.stat().st_atime_ns, card.stat().st_mtime_ns + 1_000_000))
     assert loaded.loaded_networks(models) is not first
+
+
+def test_exported_graph_is_kept_on_disk_and_reused_by_the_next_load(tmp_path, monkeypatch):
+    """A second load of the same weights reads the stored graph instead of exporting again (the exporter is not
+    called), and gives the same output; a damaged stored graph is exported again and replaced; changed weights
+    get a graph of their own."""
+    import torch
+    from SpineLocalizerLib.networks import onnx_cache, runtime
+    from SpineLocalizerLib.networks.runtime import RUNTIME_ENV, InferenceNet
+
+    monkeypatch.setenv(onnx_cache.CACHE_ENV, str(tmp_path))
+    monkeypatch.setenv(RUNTIME_ENV, "onnxruntime")
+    net, card = load_model("levels")
+    shape = (2, 1, 48, 48, 48)
+    first = InferenceNet(net, shape, bf16=False, weights_sha256=card["sha256"])
+    graphs = list((tmp_path / "onnx").glob("*.onnx"))
+    assert first.backend == "onnxruntime" and len(graphs) == 1
+
+    exports = []
+    real_export = runtime._export
+    monkeypatch.setattr(runtime, "_export", lambda *a: exports.append(1) or real_export(*a))
+    second = InferenceNet(net, shape, bf16=False, weights_sha256=card["sha256"])
+    assert second.backend == "onnxruntime" and not exports
+    x = torch.randn(3, 1, 48, 48, 48)
+    with torch.inference_mode():
+        assert torch.allclose(second(x), net(x), atol=1e-4)
+
+    graphs[0].write_bytes(b"not a graph")
+    third = InferenceNet(net, shape, bf16=False, weights_sha256=card["sha256"])
+    assert third.backend == "onnxruntime" and len(exports) == 1
+    assert graphs[0].read_bytes() != b"not a graph"
+
+    InferenceNet(net, shape, bf16=False, weights_sha256="0" * 64)
+    assert len(list((tmp_path / "onnx").glob("*.onnx"))) == 2 and len(exports) == 2
+
+    monkeypatch.setenv(onnx_cache.CACHE_ENV, "none")
+    assert onnx_cache.cache_folder() is None
+    InferenceNet(net, shape, bf16=False, weights_sha256=card["sha256"])
+    assert len(exports) == 3

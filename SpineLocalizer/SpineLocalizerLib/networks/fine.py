@@ -110,23 +110,26 @@ def class_margins(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fine_margins(out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`class_margins` at 1 mm from the combined network's output (channels x box at 2 mm)."""
+    """`class_margins` at 1 mm from the combined network's output (channels x box at 2 mm). In torch rather than
+    numpy: its log-add-exp runs on both cores, ~3x faster on a lumbar localizer's box (0.42 -> 0.14 s)."""
     n_classes = out.shape[0] // (1 + SUBVOXELS)
     n = out.shape[1]
-    disc = np.empty(tuple(2 * s for s in out.shape[1:]), dtype=np.float32)
-    spine = np.empty_like(disc)
+    disc = torch.empty(tuple(2 * s for s in out.shape[1:]), dtype=torch.float32)
+    spine = torch.empty_like(disc)
+    packed = torch.from_numpy(np.asarray(out, dtype=np.float32))
     # In slabs along the first axis (with one 2 mm voxel of overlap for the interpolation): the whole box at
     # 1 mm would hold ~0.5 GB of temporaries on a lumbar localizer.
     with torch.inference_mode():
         for a in range(0, n, FINE_SLAB):
             b = min(a + FINE_SLAB, n)
             lo, hi = max(a - 1, 0), min(b + 1, n)
-            t = torch.from_numpy(np.ascontiguousarray(out[:, lo:hi]))[None]
+            t = packed[:, lo:hi][None]
             logits = fine_logits(t[:, :n_classes], t[:, n_classes:])[0]
             keep = slice(2 * (a - lo), 2 * (b - lo))
-            d, sp = class_margins(logits[:, keep].numpy())
-            disc[2 * a : 2 * b], spine[2 * a : 2 * b] = d, sp
-    return disc, spine
+            bg, body, dc = logits[0, keep], logits[1, keep], logits[2, keep]
+            disc[2 * a : 2 * b] = dc - torch.logaddexp(bg, body)
+            spine[2 * a : 2 * b] = torch.logaddexp(body, dc) - bg
+    return disc.numpy(), spine.numpy()
 
 
 FINE_SLAB = 16  # 2 mm voxels per slab in `fine_margins`

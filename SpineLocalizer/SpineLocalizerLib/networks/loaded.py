@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import levels as level_classifier
-from .fine import load_output_net
+from .fine import FINE_STAGE, load_output_net
+from .model_cards import read_card
 from .models import load_model
 from .runtime import RUNTIME_ENV, InferenceNet
 
@@ -43,20 +44,30 @@ def loaded_networks(model_dir: Path, threads: int = 2, fine_output: bool = True)
     key = _weights_key(model_dir, threads, fine_output)
     if key in _LOADED:
         return _LOADED[key]
-    disc_vnet = load_model("discs", model_dir)[0]
+    disc_vnet, disc_card = load_model("discs", model_dir)
     output_module = load_output_net(model_dir) if fine_output else None
     level_net = None
     # The level classifier is optional (weights trained before it existed still run, with the shape prior).
     if (model_dir / "levels.safetensors").exists():
         # fp32: its log-probabilities are summed over the discs by the sequence matching, and it is cheap.
+        level_module, level_card = load_model("levels", model_dir)
         level_net = InferenceNet(
-            load_model("levels", model_dir)[0], (2, 1) + level_classifier.PATCH_2MM, threads=threads, bf16=False
+            level_module,
+            (2, 1) + level_classifier.PATCH_2MM,
+            threads=threads,
+            bf16=False,
+            weights_sha256=level_card.get("sha256"),
         )
+    localize_module, localize_card = load_model("localize", model_dir)
     nets = LoadedNetworks(
-        localize=InferenceNet(load_model("localize", model_dir)[0], threads=threads),
-        discs=InferenceNet(disc_vnet, threads=threads),
+        localize=InferenceNet(localize_module, threads=threads, weights_sha256=localize_card.get("sha256")),
+        discs=InferenceNet(disc_vnet, threads=threads, weights_sha256=disc_card.get("sha256")),
         n_disc_classes=disc_vnet.head.out_channels,
-        output=None if output_module is None else InferenceNet(output_module, threads=threads),
+        output=None
+        if output_module is None
+        else InferenceNet(
+            output_module, threads=threads, weights_sha256=read_card(model_dir, FINE_STAGE).get("sha256")
+        ),
         levels=level_net,
     )
     while len(_LOADED) >= MAX_LOADED_FOLDERS:

@@ -13,6 +13,8 @@ channels-last layout, and if that fails too the plain module runs. The fp32 path
 (tested to 1e-3).
 
 `SPINE_LOCALIZER_RUNTIME` forces a path: `onnxruntime` (fp32 everywhere) or `torch` (TorchScript, fp32).
+Given the weights' sha256 (`weights_sha256`), an exported graph is kept on disk and reused by later processes
+(networks/onnx_cache.py): the export costs more than a plan.
 """
 
 from __future__ import annotations
@@ -48,7 +50,14 @@ class InferenceNet:
     V-Net can take); other spatial and batch sizes run through the same graph. `backend` says which path runs.
     """
 
-    def __init__(self, net, example_shape: tuple[int, ...] | None = None, threads: int = 2, bf16: bool = True):
+    def __init__(
+        self,
+        net,
+        example_shape: tuple[int, ...] | None = None,
+        threads: int = 2,
+        bf16: bool = True,
+        weights_sha256: str | None = None,
+    ):
         self.multiple = getattr(net, "multiple", 1)
         example = torch.zeros(example_shape or (1, 1) + (2 * self.multiple,) * 3)
         self.backend = "torch"
@@ -58,7 +67,7 @@ class InferenceNet:
             self.backend, self._call = "bf16", _bf16_caller(net)
             return
         if forced != "torch":
-            session = _onnx_session(net, example, threads)
+            session = _onnx_session(net, example, threads, weights_sha256)
             if session is not None:
                 self.backend, self._call = "onnxruntime", _onnx_caller(session)
                 return
@@ -89,34 +98,60 @@ def _bf16_caller(net):
     return call
 
 
-def _onnx_session(net, example: torch.Tensor, threads: int):
+def _onnx_session(net, example: torch.Tensor, threads: int, weights_sha256: str | None = None):
+    """An ONNX Runtime session of `net`: from the graph cache when it holds this network's graph, else exported
+    in memory (and stored when `weights_sha256` names the weights). None where ONNX Runtime or the export fails."""
     try:
         import onnxruntime as ort
     except ImportError:
         return None
+    from . import onnx_cache
+
+    key = None if weights_sha256 is None else onnx_cache.graph_key(weights_sha256, net, example.shape, OPSET)
+    graph = None if key is None else onnx_cache.cached_graph(key)
+    if graph is not None:
+        try:
+            return _session(ort, graph, threads)
+        except Exception:  # noqa: BLE001 - a damaged cached graph: export it again
+            onnx_cache.forget_graph(key)
     try:
-        buffer = io.BytesIO()
-        with torch.inference_mode(), warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # exporter chatter about the legacy path and instance norm
-            torch.onnx.export(
-                net,
-                (example,),
-                buffer,
-                dynamo=False,  # the TorchScript-based exporter: no onnxscript needed, dynamic sizes kept
-                input_names=["image"],
-                output_names=["logits"],
-                dynamic_axes={"image": {0: "n", 2: "d", 3: "h", 4: "w"}, "logits": {0: "n", 2: "d", 3: "h", 4: "w"}},
-                opset_version=17,
-            )
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        # Idle worker threads do not spin-wait: between two networks numpy and SimpleITK use the same two cores.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        return ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+        graph = _export(net, example)
+        session = _session(ort, graph, threads)
     except Exception:  # noqa: BLE001 - any export or runtime failure only costs speed
         return None
+    if key is not None:
+        onnx_cache.store_graph(key, graph)
+    return session
+
+
+OPSET = 17
+
+
+def _export(net, example: torch.Tensor) -> bytes:
+    buffer = io.BytesIO()
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # exporter chatter about the legacy path and instance norm
+        torch.onnx.export(
+            net,
+            (example,),
+            buffer,
+            dynamo=False,  # the TorchScript-based exporter: no onnxscript needed, dynamic sizes kept
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_axes={"image": {0: "n", 2: "d", 3: "h", 4: "w"}, "logits": {0: "n", 2: "d", 3: "h", 4: "w"}},
+            opset_version=OPSET,
+        )
+    return buffer.getvalue()
+
+
+def _session(ort, graph: bytes, threads: int):
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    # Idle worker threads do not spin-wait: between two networks numpy and SimpleITK use the same two cores.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
 
 def _onnx_caller(session):

@@ -62,7 +62,7 @@ def write_plan_outputs(folder: Path, plan: dict[str, Any], image: Volume | None)
     (folder / "plan.json").write_text(json.dumps(plan, indent=1))
     written.append("plan.json")
     if image is not None:
-        from .overview import plan_overview  # matplotlib only when a picture is drawn: Slicer's Python has none
+        from .overview import plan_overview  # Pillow only when a picture is drawn
 
         plan_overview(image, plan, folder / "overview.png")
         written.append("overview.png")
