@@ -8,20 +8,51 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 from .cli_errors import run_command
 from .json_files import read_json
-from .networks import MODEL_DIR, ModelError
+from .networks import MODEL_DIR
 from .output_folder import finished_run, output_folder, sha256_of
 from .plan_file import read_plan
 from .planning.axial_reslice import reslice_disc
-from .planning.doubts import attach_doubts
-from .planning.plan import build_plan
 from .planning.protocol import load_protocol
-from .planning.writer import write_plan_outputs
-from .volume_io import Volume, read_volume, write_volume
+from .volume_io import read_volume
+
+
+def positive(kind):
+    """An argparse type: a number of `kind` above zero (a step count of -3 trained nothing and wrote weights)."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be above 0 (got {text})")
+        return value
+
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
+def fraction(text: str) -> float:
+    """An argparse type: a share in (0, 1]."""
+    value = positive(float)(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1] (got {text})")
+    return value
+
+
+def share(text: str) -> float:
+    """An argparse type: a share in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1] (got {text})")
+    return value
 
 
 def _stem(path: Path) -> str:
@@ -33,6 +64,8 @@ def _stem(path: Path) -> str:
 
 
 def cmd_plan(args) -> int:
+    from .plan_batch import Case, default_jobs, run_cases
+
     images = [Path(p) for p in args.images]
     if args.discs and len(args.discs) not in (1, len(images)):
         print(
@@ -44,9 +77,8 @@ def cmd_plan(args) -> int:
         print("spine-localizer plan: --coronal pairs with a single sagittal image", file=sys.stderr)
         return 2
     protocol = load_protocol(args.protocol)
-    failures = doubtful = skipped = 0
     folders = output_subfolders(images)
-    started = time.perf_counter()
+    cases, skipped = [], 0
     for k, image_path in enumerate(images, start=1):
         out = Path(args.out) if len(images) == 1 else Path(args.out) / folders[k - 1]
         record = _plan_record(image_path, k, args)
@@ -57,60 +89,17 @@ def cmd_plan(args) -> int:
                 file=sys.stderr,
             )
             continue
-        try:
-            if args.discs:
-                label_path = Path(args.discs[0] if len(args.discs) == 1 else args.discs[k - 1])
-                plan, image = _plan_from_labels(image_path, label_path, protocol, args.lumbar_count, args.series)
-                extra = {}
-            else:
-                plan, image, extra = _plan_with_networks(image_path, args, protocol)
-            inputs = (
-                [image_path] + [Path(p) for p in (args.discs or [])] + ([Path(args.coronal)] if args.coronal else [])
-            )
-            with output_folder(out, command="plan", inputs=inputs, force=args.force, record=record) as stage:
-                for name, vol in extra.items():
-                    write_volume(vol, stage / name)
-                write_plan_outputs(stage, plan, image)
-        except (ValueError, FileNotFoundError, ModelError) as err:
-            failures += 1
-            print(f"spine-localizer plan: {image_path}: {err}", file=sys.stderr)
-            continue
-        naming = plan["naming"]
-        print(
-            f"[{k}/{len(images)}] {image_path.name}: {len(plan['discs'])} discs "
-            f"({plan['discs'][0]['label']} .. {plan['discs'][-1]['label']}), {plan['lumbar_count']} lumbar vertebrae "
-            f"({naming['count_basis']}), quality {plan['quality_factor']:.2f}, "
-            f"{plan['timings_s']['total'] * 1000:.0f} ms -> {out}" + _eta(started, k, skipped, len(images)),
-            file=sys.stderr,
-        )
-        for doubt in plan["doubts"]:
-            print(f"  CHECK PLAN: {doubt['reason']}", file=sys.stderr)
-        doubtful += bool(plan["doubts"])
-    if len(images) > 1:
-        done = len(images) - skipped
-        secs = time.perf_counter() - started
-        planned = done - failures
-        rate = f", {60 * planned / secs:.1f} planned per minute" if planned and secs > 0 else ""
-        print(
-            f"{len(images)} inputs: {planned} planned, {failures} failed, {skipped} done before; "
-            f"{secs:.1f} s{rate}; {doubtful} doubtful",
-            file=sys.stderr,
-        )
+        labels = Path(args.discs[0] if len(args.discs) == 1 else args.discs[k - 1]) if args.discs else None
+        cases.append(Case(k, image_path, out, record, labels))
+    # Planning from given labels is milliseconds of numpy: worker processes would only add their start-up.
+    jobs = 1 if args.discs else (args.jobs or default_jobs(len(cases)))
+    failures, doubtful = run_cases(cases, args, protocol, jobs, len(images), skipped)
     if failures:
         return 1
     if args.strict and doubtful:
         print(f"spine-localizer plan --strict: {doubtful} doubtful plan(s) (see CHECK PLAN above)", file=sys.stderr)
         return 3
     return 0
-
-
-def _eta(started: float, k: int, skipped: int, n: int) -> str:
-    """Time left of a batch at the pace of the inputs planned so far (those skipped by --resume cost nothing)."""
-    done = k - skipped
-    if n == 1 or done <= 0 or k == n:
-        return ""
-    left = (time.perf_counter() - started) / done * (n - k)
-    return f"; about {left:.0f} s left"
 
 
 def _plan_record(image_path: Path, k: int, args) -> dict | None:
@@ -145,40 +134,6 @@ def output_subfolders(images: list[Path]) -> list[str]:
             unique, n = f"{name}_{n}", n + 1
         out.append(unique)
     return out
-
-
-def _plan_from_labels(image_path: Path, label_path: Path, protocol, lumbar_count, series=None):
-    image = read_volume(image_path, series)
-    labels = read_volume(label_path)
-    plan, _ = build_plan(
-        labels,
-        image=image,
-        protocol=protocol,
-        lumbar_count=lumbar_count,
-        input_info={"image": str(image_path), "labels": str(label_path)},
-    )
-    return attach_doubts(plan), image
-
-
-def _plan_with_networks(image_path: Path, args, protocol):
-    from .networks.infer import discs_on, spine_on
-    from .pipeline import plan_from_localizer
-
-    image = read_volume(image_path, args.series)
-    inputs = [image] + ([read_volume(args.coronal)] if args.coronal else [])
-    plan, result = plan_from_localizer(
-        inputs,
-        protocol=protocol,
-        lumbar_count=args.lumbar_count,
-        model_dir=Path(args.models) if args.models else MODEL_DIR,
-        grid_axes=args.grid_axes,
-        input_info={"image": str(image_path), "coronal": args.coronal},
-    )
-    extra = {
-        "discs.nii.gz": Volume(discs_on(result, image), image.spacing, image.origin, image.direction),
-        "spine.nii.gz": Volume(spine_on(result, image), image.spacing, image.origin, image.direction),
-    }
-    return plan, image, extra
 
 
 def cmd_reslice(args) -> int:
@@ -248,7 +203,6 @@ def cmd_train(args) -> int:
 
 
 def _train_fine(args) -> Path:
-    from .networks import MODEL_DIR
     from .networks.models import recipe_stage
     from .networks.train_fine import train_fine
 
@@ -283,6 +237,10 @@ def cmd_scene(args) -> int:
     from .scene import save_mrb
     from .scene.volumes import build_case_scene
 
+    out = Path(args.out)
+    if out.suffix.lower() != ".mrb" or out.is_dir():
+        print(f"spine-localizer scene: --out {out} must name a .mrb file (e.g. case.mrb)", file=sys.stderr)
+        return 2
     try:
         image = read_volume(args.image)
         plan = read_plan(args.plan, image)
@@ -346,6 +304,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit with status 3 when a plan is doubtful (count assumed unusual, discs missing, low quality)",
     )
     p.add_argument(
+        "--jobs",
+        type=positive(int),
+        help="worker processes for a batch of inputs (default: one per core, at most 2; 1 plans in this process)",
+    )
+    p.add_argument(
         "--resume",
         action="store_true",
         help="skip the inputs whose output folder already holds a whole plan made from the same input and settings",
@@ -389,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="'labels' trains the shared localize/label network; 'levels' the thoracic/lumbar/lumbosacral classifier; "
         "'discs_fine' the output disc network (1 mm maps) from the disc weights in --init-from (default: shipped)",
     )
-    t.add_argument("--steps", type=int, help="optimisation steps (default: the stage's setting)")
+    t.add_argument("--steps", type=positive(int), help="optimisation steps (default: the stage's setting)")
     t.add_argument(
         "--seed",
         type=int,
@@ -398,13 +361,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--cache", default=".cache/phantoms", help="where phantom label maps are generated once and reused")
     t.add_argument("--out", default="models", help="output folder for weights, cards, logs and resumable checkpoints")
     t.add_argument("--user-data", help="folder of <case>_image.nii.gz + <case>_labels.nii.gz pairs to mix in")
-    t.add_argument("--lr", type=float, help="peak learning rate of the cosine schedule (default: the stage's)")
+    t.add_argument("--lr", type=positive(float), help="peak learning rate of the cosine schedule (default: the stage's)")
     t.add_argument(
-        "--user-share", type=float, default=0.5, help="fraction of training samples drawn from --user-data (0-1]"
+        "--user-share", type=fraction, default=0.5, help="fraction of training samples drawn from --user-data (0-1]"
     )
     t.add_argument(
         "--threads",
-        type=int,
+        type=positive(int),
         help="torch threads beside the sample worker (default: the stage's, 1 for levels, whose worker is the bound; 2)",
     )
     t.add_argument(
@@ -422,12 +385,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--width",
-        type=int,
+        type=positive(int),
         help="V-Net channels at full resolution (default: the width of the --init-from weights, else the stage's: 16 discs, 8 localize)",
     )
     t.add_argument(
         "--sacrum-share",
-        type=float,
+        type=share,
         help="discs stage: share of patches centred in the sacrum (default 0.12; the sacrum is most of the missed spine)",
     )
     t.add_argument(

@@ -46,9 +46,11 @@ def check_localizer(volume: Volume, name: str = "the image", role: str = "sagitt
         raise ValueError(f"{name}: holds complex values; give the magnitude image")
     sp = np.asarray(volume.spacing, dtype=float)
     if np.any(sp < MIN_SPACING_MM) or np.any(sp > MAX_SPACING_MM):
+        what = "a coarser one is" if np.any(sp < MIN_SPACING_MM) else "a finer localizer is"
         raise ValueError(
-            f"{name}: voxel spacing {tuple(np.round(sp, 2))} mm; the networks read localizers of "
-            f"{MIN_SPACING_MM}-{MAX_SPACING_MM:.0f} mm (slices up to 10 mm thick); give a finer localizer"
+            f"{name}: voxel spacing ({', '.join(f'{v:g}' for v in sp)}) mm; the networks read localizers of "
+            f"{MIN_SPACING_MM}-{MAX_SPACING_MM:.0f} mm (slices up to 10 mm thick): check the header's spacing, or "
+            f"{what} needed"
         )
     if not np.all(np.isfinite(volume.array)):
         raise ValueError(f"{name}: the image contains NaN or infinite values; fix or mask them before planning")

@@ -74,6 +74,16 @@ def disc_name(upper: str, lower: str) -> str:
     return f"{upper}-{lower}"
 
 
+def is_disc_name(name: str) -> bool:
+    """True for a disc between two neighbouring vertebrae as this project names it ("L4-L5", "L5-S1", "T12-L1")."""
+    parts = str(name).split("-")
+    if len(parts) != 2 or not all(p in VERTEBRA_CODES for p in parts):
+        return False
+    step = VERTEBRA_CODES[parts[1]] - VERTEBRA_CODES[parts[0]]
+    # The lumbosacral disc is named after the last lumbar vertebra whatever the count (L4-S1, L5-S1, L6-S1).
+    return step == 1 or (parts[1] == "S1" and parts[0] in ("L4", "L5", "L6"))
+
+
 def disc_code(upper: str) -> int:
     return DISC_CODE_OFFSET + VERTEBRA_CODES[upper]
 

@@ -21,6 +21,10 @@ FLIP_AXES = {"head-foot": 2, "front-back": 1}  # LPS component the flipped image
 FLIP_MIN_QUALITY = 0.6
 FLIP_MIN_GAIN = 0.3
 COUNT_DOUBTS = ("count_disputed", "count_unusual")
+# A plan none of whose discs reaches this quality is no plan: pure noise gave four discs all of quality 0.00,
+# while on every real volume of ../shared/data/real (29) the best disc's quality was 0.86 or more
+# (docs/results.md, Bad input).
+MIN_BEST_DISC_QUALITY = 0.2
 
 
 def _flipped(image: Volume, lps_component: int) -> Volume:
@@ -59,8 +63,10 @@ def plan_from_localizer(
     grid_axes: str = "lps",
     input_info: dict[str, Any] | None = None,
     check_orientation: bool = True,
+    threads: int = 2,
 ):
-    """(plan, pipeline result) for one sagittal localizer (optionally with a coronal one as `images[1]`).
+    """(plan, pipeline result) for one sagittal localizer (optionally with a coronal one as `images[1]`); the
+    networks run on `threads` threads.
 
     Raises ValueError ("no confident plan: ...") when fewer than two discs were labelled: a plan with slabs and
     slice groups cannot be built from less, and a technologist must plan by hand; with `check_orientation`, the
@@ -70,8 +76,14 @@ def plan_from_localizer(
 
     from .networks.infer import run_pipeline
 
-    options = {"protocol": protocol, "lumbar_count": lumbar_count, "model_dir": model_dir, "grid_axes": grid_axes}
-    result = run_pipeline(images, lumbar_count=lumbar_count, model_dir=model_dir, grid_axes=grid_axes)
+    options = {
+        "protocol": protocol,
+        "lumbar_count": lumbar_count,
+        "model_dir": model_dir,
+        "grid_axes": grid_axes,
+        "threads": threads,
+    }
+    result = run_pipeline(images, lumbar_count=lumbar_count, model_dir=model_dir, grid_axes=grid_axes, threads=threads)
     n_discs = len(np.unique(result.discs_canonical)) - 1
     if n_discs < 2:
         hint = ""
@@ -99,6 +111,17 @@ def plan_from_localizer(
     plan["timings_s"]["total"] = round(result.timings_s["total_inference"] + plan["timings_s"]["total"], 4)
     plan["lumbar_count_detected"] = result.lumbar_count
     attach_doubts(plan)
+    best = max(float(d["quality"]) for d in plan["discs"])
+    if best < MIN_BEST_DISC_QUALITY:
+        hint = ""
+        if check_orientation:
+            suspect = _orientation_suspect(images, plan, **options)
+            if suspect:
+                hint = f"; the image looks flipped {suspect['flipped']} relative to its header: check its orientation"
+        raise ValueError(
+            f"no confident plan: no disc looks like one (best disc quality {best:.2f} < {MIN_BEST_DISC_QUALITY}){hint}. "
+            "Check that the image is a spine localizer covering the lumbar spine, or plan by hand"
+        )
     # A count in doubt alone is no sign of a flipped image (the networks found and named the discs well).
     if check_orientation and any(d["code"] not in COUNT_DOUBTS for d in plan["doubts"]):
         t = time.perf_counter()

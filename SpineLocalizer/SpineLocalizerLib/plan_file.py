@@ -52,8 +52,16 @@ def validate_plan(plan: Any, source: str = "plan", image: Volume | None = None) 
                     v = _vector(disc[axis], f"{where} {axis}", unit=True)
                     if abs(float(v @ normal)) > ORTHOGONAL_TOLERANCE:
                         raise ValueError(f"{where} {axis} is not perpendicular to its normal")
+            # The slice group is centred on the scan centre (reslice, the scanner): checked like the disc's centre.
+            scan_centre = (
+                _vector(disc["scan_center_lps"], f"{where} scan_center_lps", unit=False)
+                if "scan_center_lps" in disc
+                else None
+            )
             if image is not None:
                 _inside(image, centre, where)
+                if scan_centre is not None:
+                    _inside(image, scan_centre, f"{where} scan centre")
     except ValueError as err:
         raise ValueError(f"{err}; {fix}") from None
     return plan

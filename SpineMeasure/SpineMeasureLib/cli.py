@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 from SpineLocalizerLib.cli_errors import run_command
 from SpineLocalizerLib.json_files import dumps_standard
+from SpineLocalizerLib.labels import is_disc_name
 from SpineLocalizerLib.output_folder import output_folder
 from SpineLocalizerLib.plan_file import plan_within, read_plan
+from SpineLocalizerLib.planning.plan import check_whole_numbers
 from SpineLocalizerLib.volume_io import read_volume, write_volume
 
 from .agreement import agreement_table
@@ -37,8 +39,11 @@ def _measure(args) -> int:
     rows = []
     measured = image = None
     reference = read_plan(args.reference_plan) if args.reference_plan else None
+    if args.level is not None and not is_disc_name(args.level):
+        raise ValueError(f"--level {args.level!r} is not a disc level; give one like L4-L5 or L5-S1")
     if args.labels:
         labels = read_volume(args.labels)
+        check_whole_numbers(labels, str(args.labels))
         if not labels.array.any():
             raise ValueError(f"{args.labels}: the label map is empty; nothing can be measured")
         instances = read_volume(args.instances) if args.instances else None
@@ -96,6 +101,10 @@ def _measure(args) -> int:
             "give an image (measured by the structure network), --labels (a label map) and/or --landmarks "
             "(reader measurement)"
         )
+    if args.level is not None:
+        rows = [r for r in rows if r.level == args.level]
+        if not rows:
+            raise ValueError(f"nothing measured at {args.level}: the inputs hold no disc of that level")
     inputs = [
         Path(p)
         for p in [*args.images, args.labels, args.instances, args.plan, args.reference_plan, args.landmarks]

@@ -85,6 +85,8 @@ def write_results(rows: list[Row], folder: Path) -> None:
 
 
 def read_csv(path: Path) -> list[dict[str, Any]]:
+    if not Path(path).is_file():
+        raise ValueError(f"{path}: no such file (give a measurements.csv written by spine-measure)")
     with open(path, newline="") as fh:
         rows = list(csv.DictReader(fh))
     required = {"level", "measurement", "value"}

@@ -283,12 +283,14 @@ def _run_pipeline(
         return labelled, prob, spine_box, box, raw
 
     (discs_box, conf, count, message, naming), prob, spine_box, box, raw = discs_in(box, near_spine=True)
+    searched_wide = False
     if len(conf) < MIN_DISCS_NEAR_SPINE:
         # Few discs where the spine network put the spine: on real images it can take the bowel or the great
         # vessels for the spine. The disc network is more reliable there; look for discs in the whole image.
         wide = discs_in(_footprint_box(images, grid), near_spine=False)
         if len(wide[0][1]) > len(conf):
             (discs_box, conf, count, message, naming), prob, spine_box, box, raw = wide
+            searched_wide = True
             message = f"{message}; spine located from the discs (the spine network's box held too few)"
     discs = np.zeros(grid.size, dtype=np.uint8)
     discs[box] = discs_box
@@ -302,10 +304,15 @@ def _run_pipeline(
     probability[box] = prob
     drawer = None
     if output_net is not None or n_disc_classes == 3:
-        first = None if output_net is not None else raw  # the naming pass is the unshifted 2 mm one
-
-        # The disc network's maps reuse the naming pass, so they keep its box.
-        map_box = box if output_net is None else widened_box(box, grid, OUTPUT_BOX_MIN_SIDE_MM)
+        map_box = box
+        if searched_wide and discs.any():
+            # The box of a search of the whole image: the maps are drawn around the discs found, not over the whole
+            # field of view (a front-back flipped localizer took 36 s and 4.3 GB for maps of empty space).
+            map_box = _around_labels(discs, box, grid, AROUND_DISCS_MM)
+        if output_net is not None:
+            map_box = widened_box(map_box, grid, OUTPUT_BOX_MIN_SIDE_MM)
+        # The disc network's maps reuse the naming pass where they keep its box.
+        first = raw if output_net is None and map_box == box else None
 
         def drawer() -> list[OutputMap]:
             return draw_output_maps(
@@ -363,6 +370,9 @@ def _return_freed_memory() -> None:
 # which an earlier localize network took for spine, gave 0.027. The gate sits between, on a log scale.
 MIN_BEST_CONFIDENCE = 0.075
 MIN_DISCS_NEAR_SPINE = 4  # a localizer shows at least five lumbar discs; fewer in the spine box means look wider
+# Where the discs were searched for in the whole image, the output maps cover the discs found and this much around
+# them: a vertebral body above and below, the bodies' width and depth beside.
+AROUND_DISCS_MM = 40.0
 
 
 def widened_box(box: tuple[slice, ...], grid: CanonicalGrid, mm: float) -> tuple[slice, ...]:
@@ -374,6 +384,15 @@ def widened_box(box: tuple[slice, ...], grid: CanonicalGrid, mm: float) -> tuple
         lo = int(np.clip(s.start - (size - (s.stop - s.start)) // 2, 0, n - size))
         out.append(slice(lo, lo + size))
     return tuple(out)
+
+
+def _around_labels(labels: np.ndarray, box: tuple[slice, ...], grid: CanonicalGrid, mm: float) -> tuple[slice, ...]:
+    """The part of `box` within `mm` of a labelled voxel of `labels` (on the whole grid)."""
+    idx = np.argwhere(labels > 0)
+    m = int(round(mm / grid.spacing))
+    lo = np.maximum(idx.min(axis=0) - m, [s.start for s in box])
+    hi = np.minimum(idx.max(axis=0) + 1 + m, [s.stop for s in box])
+    return tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
 
 
 def _footprint_box(images: list[Volume], grid: CanonicalGrid) -> tuple[slice, ...]:

@@ -26,23 +26,30 @@ from .slabs import plan_slabs, vertebra_planes
 PLAN_SCHEMA_VERSION = 1
 
 
-def check_inputs(
-    image: Volume | None, labels: Volume, labels_name: str = "label map", image_name: str = "image"
-) -> None:
-    """Refuse inputs that cannot give a meaningful plan, saying what is wrong and what to do."""
-    if labels.array.ndim != 3 or min(labels.array.shape) < 2:
-        raise ValueError(f"{labels_name}: a 3D label map is needed (got shape {labels.array.shape})")
+def check_whole_numbers(labels: Volume, labels_name: str = "label map") -> None:
+    """Refuse a label map whose values are not whole numbers (a resampled or probability map)."""
     if not np.issubdtype(labels.array.dtype, np.integer):
         values = labels.array
         if not np.all(np.isfinite(values)) or not np.allclose(values, np.round(values)):
             raise ValueError(
                 f"{labels_name}: label values must be whole numbers (got {labels.array.dtype} with fractions)"
             )
+
+
+def check_inputs(
+    image: Volume | None, labels: Volume, labels_name: str = "label map", image_name: str = "image"
+) -> None:
+    """Refuse inputs that cannot give a meaningful plan, saying what is wrong and what to do."""
+    if labels.array.ndim != 3 or min(labels.array.shape) < 2:
+        raise ValueError(f"{labels_name}: a 3D label map is needed (got shape {labels.array.shape})")
+    check_whole_numbers(labels, labels_name)
     if image is not None and not image.same_grid(labels):
         raise ValueError(
             f"{image_name} and {labels_name} are on different grids "
-            f"(size {image.array.shape} vs {labels.array.shape}, spacing {tuple(np.round(image.spacing, 3))} vs "
-            f"{tuple(np.round(labels.spacing, 3))}); resample the label map onto the image grid first"
+            f"(size {image.array.shape} vs {labels.array.shape}, spacing "
+            f"({', '.join(f'{v:g}' for v in np.round(image.spacing, 3))}) vs "
+            f"({', '.join(f'{v:g}' for v in np.round(labels.spacing, 3))}) mm); resample the label map onto the "
+            "image grid first"
         )
     if not labels.array.any():
         raise ValueError(f"{labels_name}: is empty (no labelled voxel); it must contain the disc labels")
