@@ -361,7 +361,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--cache", default=".cache/phantoms", help="where phantom label maps are generated once and reused")
     t.add_argument("--out", default="models", help="output folder for weights, cards, logs and resumable checkpoints")
     t.add_argument("--user-data", help="folder of <case>_image.nii.gz + <case>_labels.nii.gz pairs to mix in")
-    t.add_argument("--lr", type=positive(float), help="peak learning rate of the cosine schedule (default: the stage's)")
+    t.add_argument(
+        "--lr", type=positive(float), help="peak learning rate of the cosine schedule (default: the stage's)"
+    )
     t.add_argument(
         "--user-share", type=fraction, default=0.5, help="fraction of training samples drawn from --user-data (0-1]"
     )
