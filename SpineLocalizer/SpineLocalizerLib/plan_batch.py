@@ -1,10 +1,11 @@
 """`spine-localizer plan` over one input or many: each input planned into its own output folder, one after the
 other or in worker processes, with a line per input (time left, doubts) and the batch's pace at the end.
 
-Why worker processes for batches: on this project's 2-core CPU two processes with one thread each planned 6
-phantom localizers (every output written) at 8.9-9.2 per minute, one process with two intra-op threads at
-5.8-6.7 (docs/results.md, Batches): much of a plan (resampling, labelling, writing) runs on one core whatever
-torch's thread count. Each worker loads the networks once and keeps them for all its inputs.
+Why worker processes for batches: on this project's 2-core CPU, 6 phantom localizers planned by the command
+(every output written, worker start-up included) took 19.1-19.4 s in two worker processes with one thread each
+(18.6-18.9 per minute, three runs) and 23.8-25.1 s in one process with two intra-op threads (14.3-15.1 per
+minute): much of a plan (resampling, labelling, writing) runs on one core whatever torch's thread count
+(docs/results.md, Batches). Each worker loads the networks once and keeps them for all its inputs.
 """
 
 from __future__ import annotations
