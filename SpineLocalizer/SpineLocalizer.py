@@ -166,10 +166,26 @@ class SpineLocalizerLogic(ScriptedLoadableModuleLogic):
         if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True) is None:
             raise RuntimeError("PyTorch was not installed; the AI planning cannot run.")
 
+    def ensurePackages(self):
+        """safetensors (required) and ONNX Runtime (optional, faster) are pip-installed on first use, after
+        asking (SpineLocalizerLib/dependencies.py)."""
+        from SpineLocalizerLib import dependencies
+
+        required = dependencies.missing(dependencies.REQUIRED)
+        optional = dependencies.missing(dependencies.OPTIONAL)
+        if not required and not optional:
+            return
+        if not slicer.util.confirmOkCancelDisplay(dependencies.missing_message(required, optional)):
+            if required:
+                raise RuntimeError(f"{', '.join(required)} not installed; the AI planning cannot run.")
+            return
+        slicer.util.pip_install(" ".join(required + optional))
+
     def runAI(self, p) -> str:
         if p.inputVolume is None:
             raise ValueError("Select the sagittal localizer volume first.")
         self.ensureTorch()
+        self.ensurePackages()
         from SpineLocalizerLib.networks.infer import discs_on
         from SpineLocalizerLib.pipeline import plan_from_localizer
         from SpineLocalizerLib.scene.volumes import add_disc_segmentation, volume_from_node

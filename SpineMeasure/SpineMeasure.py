@@ -105,6 +105,12 @@ class SpineMeasureLogic(ScriptedLoadableModuleLogic):
         "Structures (network)" is added for checking and correcting), in the scene's plan planes if loaded."""
         from SpineMeasureLib.scene.auto_measure import measure_in_scene
 
+        if labelVolume is None:
+            # The structure network needs what the AI planning needs: PyTorch and safetensors, offered on first use.
+            from SpineLocalizer import SpineLocalizerLogic
+
+            SpineLocalizerLogic().ensureTorch()
+            SpineLocalizerLogic().ensurePackages()
         out = measure_in_scene(
             slicer.mrmlScene, image_node=imageVolume, label_node=labelVolume, level=level if "-" in level else None
         )

@@ -118,3 +118,25 @@ def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         if m not in state and (found := visit(m, [])):
             return found
     return None
+
+
+def test_the_packages_installed_in_slicer_are_the_pinned_ones_and_missing_ones_are_found(monkeypatch):
+    """The module installs safetensors (and offers ONNX Runtime) at the versions of requirements.txt; a package
+    that cannot be imported is reported, one that can is not."""
+    import importlib.util
+
+    from SpineLocalizerLib import dependencies
+
+    pins = {
+        line.split("==")[0].strip().lower(): line.strip()
+        for line in (REPO / "requirements.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    }
+    for spec in {**dependencies.REQUIRED, **dependencies.OPTIONAL}.values():
+        assert pins[spec.split("==")[0]] == spec
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "onnx" else real(name))
+    assert dependencies.missing(dependencies.REQUIRED) == []
+    assert dependencies.missing(dependencies.OPTIONAL) == ["onnx==1.23.2"]
+    assert "twice as fast" in dependencies.missing_message([], ["onnx==1.23.2"])
+    assert dependencies.missing_message([], []) == ""

@@ -63,6 +63,8 @@ def draw_output_maps(
         else:
             disc, spine = class_margins(logits[:3])
         maps.append(OutputMap(g, disc.astype(np.float32), spine.astype(np.float32)))
+        # The pass's logits (~75 MB on a lumbar localizer) go before the next pass runs, not after it.
+        del logits, disc, spine
     return maps
 
 
