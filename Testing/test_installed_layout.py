@@ -106,7 +106,9 @@ def test_the_installed_layout_finds_its_weights_and_plans(phantoms, tmp_path):
 def test_the_slicer_only_interpreter_refuses_what_slicer_lacks():
     """The check above can fail: matplotlib and threadpoolctl are installed here but refused in that
     interpreter, while torch and safetensors import."""
-    probe = SLICER_ONLY + """
+    probe = (
+        SLICER_ONLY
+        + """
 import torch, safetensors
 for name in ("matplotlib", "threadpoolctl"):
     try:
@@ -114,6 +116,7 @@ for name in ("matplotlib", "threadpoolctl"):
     except ImportError:
         print("refused", name)
 """
+    )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "refused matplotlib" in done.stdout and "refused threadpoolctl" in done.stdout
