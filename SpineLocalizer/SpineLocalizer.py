@@ -289,17 +289,79 @@ class SpineLocalizerLogic(ScriptedLoadableModuleLogic):
 
 
 class SpineLocalizerTest(ScriptedLoadableModuleTest):
+    """Inside Slicer: the module's flows on a phantom (the same logic is tested on slicer-core in Testing/)."""
+
     def runTest(self):
-        slicer.mrmlScene.Clear()
         self.test_phantom_and_plan_from_labels()
+        self.test_ai_planning_bands_and_an_edit()
+        self.test_teaching()
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+        self.logic = SpineLocalizerLogic()
+        self.logic.loadPhantom(3)
 
     def test_phantom_and_plan_from_labels(self):
         from SpineLocalizerLib.planning.plan import build_plan
         from SpineLocalizerLib.scene.volumes import volume_from_node
 
-        logic = SpineLocalizerLogic()
-        logic.loadPhantom(3)
-        labels = slicer.util.getNode("Phantom localizer discs")
-        plan, _ = build_plan(volume_from_node(labels))
-        logic.planLogic().load_plan(plan)
-        self.assertEqual(len(logic.planLogic().planes()), len(plan["discs"]) + 2)
+        self.setUp()
+        plan, _ = build_plan(volume_from_node(slicer.util.getNode("Phantom localizer discs")))
+        self.logic.planLogic().load_plan(plan)
+        self.assertEqual(len(self.logic.planLogic().planes()), len(plan["discs"]) + 2)
+
+    def _planned(self):
+        import importlib.util
+
+        if importlib.util.find_spec("torch") is None:
+            self.delayDisplay("PyTorch is not installed: AI planning flows skipped")
+            return None
+        self.setUp()
+        p = self.logic.getParameterNode()
+        p.inputVolume = slicer.util.getNode("Phantom localizer")
+        message = self.logic.runAI(p)
+        self.assertIn("discs", message)
+        return p
+
+    def test_ai_planning_bands_and_an_edit(self):
+        import numpy as np
+        from SpineLocalizerLib.scene import set_plane_lps
+        from SpineLocalizerLib.scene.plan import node_center_lps
+
+        p = self._planned()
+        if p is None:
+            return
+        plan, planes = self.logic.lastPlan, self.logic.planLogic().planes()
+        self.assertEqual(len(planes), len(plan["discs"]) + 2)
+        band = plan["saturation_bands"][0]
+        self.assertLess(np.linalg.norm(node_center_lps(slicer.util.getNode(band["name"])) - band["center_lps"]), 1.0)
+        disc = plan["discs"][1]
+        name = f"{disc['label']} axial"
+        moved = np.asarray(disc["scan_center_lps"]) + [0.0, 0.0, 4.0]
+        group = disc["slice_group"]
+        set_plane_lps(planes[name], moved, disc["normal_lps"], group["x_axis_lps"], group["fov_mm"])
+        rows = {r["Plane"]: r for r in self.logic.planLogic().table_rows()}
+        self.assertEqual(rows[name]["Source"], "manual")
+        self.assertIn(f"kept manual: {name}", self.logic.runAI(p))
+        self.logic.resetPlane(planes[name])
+        self.assertEqual({r["Plane"]: r for r in self.logic.planLogic().table_rows()}[name]["Source"], "ai")
+
+    def test_teaching(self):
+        import numpy as np
+        from SpineLocalizerLib.scene import set_plane_lps
+        from SpineLocalizerLib.scene.teaching import latest_trainee_plane
+
+        p = self._planned()
+        if p is None:
+            return
+        p.traineeName, p.teachingLevel = "novice", "L4-L5"
+        self.logic.newTraineePlane("novice")
+        interaction = slicer.app.applicationLogic().GetInteractionNode()
+        interaction.SetCurrentInteractionMode(interaction.ViewTransform)
+        disc = next(d for d in self.logic.lastPlan["discs"] if d["label"] == "L4-L5")
+        n, post = np.asarray(disc["normal_lps"]), np.asarray(disc["posterior_lps"])
+        trainee = latest_trainee_plane(slicer.mrmlScene, "novice")
+        set_plane_lps(trainee, np.asarray(disc["scan_center_lps"]) + 7.0 * n, n, np.cross(post, n), (200, 200))
+        score = self.logic.checkTraineePlane(p, "")
+        self.assertAlmostEqual(score.center_distance_mm, 7.0, delta=0.1)
+        self.assertFalse(score.passed)

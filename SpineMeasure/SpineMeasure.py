@@ -163,8 +163,28 @@ class SpineMeasureLogic(ScriptedLoadableModuleLogic):
 
 
 class SpineMeasureTest(ScriptedLoadableModuleTest):
+    """Inside Slicer: a reader's worksheet, and measuring a phantom from its label map (the same logic is tested
+    on slicer-core in Testing/)."""
+
     def runTest(self):
+        self.test_worksheet()
+        self.test_measuring_from_a_label_map()
+
+    def test_worksheet(self):
         slicer.mrmlScene.Clear()
         logic = SpineMeasureLogic()
         logic.createWorksheet("L4-L5", "R1")
         self.assertIsNotNone(slicer.mrmlScene.GetFirstNodeByName("L4-L5 points (R1)"))
+
+    def test_measuring_from_a_label_map(self):
+        from SpineLocalizer import SpineLocalizerLogic
+
+        slicer.mrmlScene.Clear()
+        SpineLocalizerLogic().loadPhantom(3)
+        logic = SpineMeasureLogic()
+        message = logic.measureAutomatically(
+            slicer.util.getNode("Phantom diagnostic volume"), slicer.util.getNode("Phantom diagnostic labels")
+        )
+        measured = [r for r in logic.rows if r.status == "ok"]
+        self.assertGreater(len(measured), 20, message)
+        self.assertTrue(any(r.measurement == "disc_height_mm" for r in measured), message)
