@@ -214,11 +214,13 @@ class SpineLocalizerLogic(ScriptedLoadableModuleLogic):
         self.planLogic().reset_to_ai(planeNode.GetName())
 
     def showSlices(self, planeNode):
-        from SpineLocalizerLib.scene.volumes import point_slice_at_plane
+        from SpineLocalizerLib.scene.volumes import point_views_at_plane
 
         if planeNode is None:
             raise ValueError("Select a plane.")
-        point_slice_at_plane(slicer.app.layoutManager().sliceWidget("Red").mrmlSliceNode(), planeNode)
+        views = {"axial": "Red", "sagittal": "Yellow", "coronal": "Green"}
+        layout = slicer.app.layoutManager()
+        point_views_at_plane({r: layout.sliceWidget(v).mrmlSliceNode() for r, v in views.items()}, planeNode)
 
     def generateAxialImages(self, highResVolume):
         from SpineLocalizerLib.scene.volumes import add_volume, reslice_current_planes, volume_from_node

@@ -6,7 +6,12 @@ import pytest
 slicer = pytest.importorskip("slicer", reason="slicer-core is a pinned dependency; install requirements.txt")
 
 from SpineLocalizerLib.scene import set_plane_lps  # noqa: E402
-from SpineLocalizerLib.scene.volumes import add_volume, point_slice_at_plane, volume_from_node  # noqa: E402
+from SpineLocalizerLib.scene.volumes import (  # noqa: E402
+    add_volume,
+    point_slice_at_plane,
+    point_views_at_plane,
+    volume_from_node,
+)
 from SpineLocalizerLib.volume_io import Volume  # noqa: E402
 from SpineMeasureLib.landmark_mode import measure_landmarks  # noqa: E402
 from SpineMeasureLib.scene.worksheet import create_worksheet, place_point, read_worksheet, set_contour  # noqa: E402
@@ -83,6 +88,31 @@ def test_show_slices_shows_each_role_as_slicer_shows_that_view(
     assert np.allclose(centre, [-5.0, -6.0, 7.0])
     assert x @ screen_x_ras > 0.95 and y @ screen_y_ras > 0.95, (x, y)
     assert abs(x @ y) < 1e-9 and abs(x @ normal) < 1e-9  # an orthonormal frame, no shear
+
+
+@pytest.mark.parametrize("role", ["axial", "sagittal", "coronal"])
+def test_show_slices_moves_all_three_views_to_the_plane(role):
+    """The view of the plane's role lies in it; the two others contain its normal (the plane is a line across
+    them) and pass through its centre, each still near its own orientation."""
+    scene = slicer.vtkMRMLScene()
+    plane = scene.AddNewNodeByClass("vtkMRMLMarkupsPlaneNode", "p")
+    plane.SetAttribute("SpinePlanner.role", role)
+    normal_lps = {"axial": [0.0, 0.25, 1.0], "sagittal": [1.0, 0.1, 0.0], "coronal": [0.0, 1.0, 0.15]}[role]
+    x_lps = {"axial": [1.0, 0.0, 0.0], "sagittal": [0.0, 1.0, 0.0], "coronal": [1.0, 0.0, 0.0]}[role]
+    set_plane_lps(plane, [5.0, 6.0, 7.0], normal_lps, x_lps, (100, 100))
+    views = {r: scene.AddNewNodeByClass("vtkMRMLSliceNode") for r in ("axial", "sagittal", "coronal")}
+    point_views_at_plane(views, plane)
+    n_ras = np.array([-normal_lps[0], -normal_lps[1], normal_lps[2]]) / np.linalg.norm(normal_lps)
+    presets = {"axial": [0, 0, 1], "sagittal": [-1, 0, 0], "coronal": [0, 1, 0]}
+    for r, node in views.items():
+        x, y, normal, centre = _view(node)
+        assert np.allclose(centre, [-5.0, -6.0, 7.0])
+        assert abs(x @ y) < 1e-9 and abs(x @ normal) < 1e-9
+        if r == role:
+            assert abs(normal @ n_ras) == pytest.approx(1.0, abs=1e-6)
+        else:
+            assert abs(normal @ n_ras) < 1e-9  # the plane's normal lies in this view
+            assert abs(normal @ np.asarray(presets[r], dtype=float)) > 0.95  # still this view's orientation
 
 
 def test_results_become_a_table_and_inspectable_markups():

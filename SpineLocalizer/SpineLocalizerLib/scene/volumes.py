@@ -187,16 +187,45 @@ def oblique_view_frame(normal_ras, role: str) -> tuple[np.ndarray, np.ndarray, n
     return x, y, n
 
 
+def _plane_role(plane_node) -> str:
+    role = plane_node.GetAttribute("SpinePlanner.role")
+    return role if role in VIEW_FRAMES_RAS else "axial"  # a plane without a role is shown as an axial one
+
+
 def point_slice_at_plane(slice_node, plane_node) -> None:
     """Show a plane in a slice view ("Show slices"): the view lies in the plane, centred on it, oriented as
-    Slicer shows that role (`oblique_view_frame`; a plane without a role is shown as an axial one)."""
-    import vtk
-
+    Slicer shows that role (`oblique_view_frame`)."""
     n, c = [0.0] * 3, [0.0] * 3
     plane_node.GetNormalWorld(n)
     plane_node.GetCenterWorld(c)
-    role = plane_node.GetAttribute("SpinePlanner.role")
-    x, y, normal = oblique_view_frame(n, role if role in VIEW_FRAMES_RAS else "axial")
+    _set_view(slice_node, *oblique_view_frame(n, _plane_role(plane_node)), c)
+
+
+def point_views_at_plane(slice_nodes: dict[str, Any], plane_node) -> None:
+    """ "Show slices" in all three views (`slice_nodes`: role -> slice node, Slicer's Red axial, Yellow sagittal,
+    Green coronal): the view of the plane's role lies in the plane; the other two cut it at right angles through
+    its centre, each as near its own preset as that allows, so the plane shows as a line across the disc (its
+    tilt) in both."""
+    n, c = [0.0] * 3, [0.0] * 3
+    plane_node.GetNormalWorld(n)
+    plane_node.GetCenterWorld(c)
+    n = np.asarray(n, dtype=float) / np.linalg.norm(n)
+    own = _plane_role(plane_node)
+    for role, slice_node in slice_nodes.items():
+        if role == own:
+            _set_view(slice_node, *oblique_view_frame(n, role), c)
+            continue
+        preset = np.asarray(VIEW_FRAMES_RAS[role][2])
+        across = preset - (preset @ n) * n  # the preset's normal turned until the view contains the plane's normal
+        if np.linalg.norm(across) < 1e-3:  # the plane is this view's own orientation: nothing to cut across
+            across = np.asarray(VIEW_FRAMES_RAS[role][0]) - (np.asarray(VIEW_FRAMES_RAS[role][0]) @ n) * n
+        _set_view(slice_node, *oblique_view_frame(across / np.linalg.norm(across), role), c)
+
+
+def _set_view(slice_node, x, y, normal, centre) -> None:
+    import vtk
+
+    c = centre
     m = vtk.vtkMatrix4x4()
     for r in range(3):
         m.SetElement(r, 0, x[r])
