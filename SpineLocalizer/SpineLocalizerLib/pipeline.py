@@ -11,6 +11,7 @@ import numpy as np
 from .networks import MODEL_DIR
 from .planning.doubts import attach_doubts
 from .planning.plan import build_plan
+from .planning.quality import calibration, disc_quality
 from .volume_io import Volume
 
 # A doubtful plan is planned again on the image's content flipped head-foot and front-back (its header unchanged):
@@ -35,6 +36,9 @@ def _flipped(image: Volume, lps_component: int) -> Volume:
 def _orientation_suspect(images: list[Volume], plan: dict[str, Any], **options) -> dict[str, Any] | None:
     """The flip whose plan is confident where the given image's is not, with both quality factors; else None."""
     quality = float(plan["quality"]["quality_factor"])
+    # Judged against the given plan's quality with the count's doubt set aside: a flip must explain more than a
+    # doubted count.
+    given = float(plan["quality"].get("quality_if_count_right", quality))
     best = None
     for name, component in FLIP_AXES.items():
         try:
@@ -47,11 +51,24 @@ def _orientation_suspect(images: list[Volume], plan: dict[str, Any], **options) 
         if (
             not other["doubtful"]
             and flipped_quality >= FLIP_MIN_QUALITY
-            and flipped_quality >= quality + FLIP_MIN_GAIN
+            and flipped_quality >= given + FLIP_MIN_GAIN
             and (best is None or flipped_quality > best["quality_flipped"])
         ):
             best = {"flipped": name, "quality": round(quality, 4), "quality_flipped": round(flipped_quality, 4)}
     return best
+
+
+def _doubtful_beyond_count(plan: dict[str, Any]) -> bool:
+    """Whether the flipped-image check can tell anything: doubts other than the count's, or doubtful discs whose
+    quality with the count's doubt set aside leaves room for a flipped plan to be `FLIP_MIN_GAIN` better."""
+    quality = plan["quality"]
+    count_aside = float(quality.get("quality_if_count_right", quality["quality_factor"]))
+    for doubt in plan["doubts"]:
+        if doubt["code"] == "low_disc_quality" and count_aside < 1.0 - FLIP_MIN_GAIN:
+            return True
+        if doubt["code"] not in (*COUNT_DOUBTS, "low_disc_quality"):
+            return True
+    return False
 
 
 def plan_from_localizer(
@@ -111,7 +128,9 @@ def plan_from_localizer(
     plan["timings_s"]["total"] = round(result.timings_s["total_inference"] + plan["timings_s"]["total"], 4)
     plan["lumbar_count_detected"] = result.lumbar_count
     attach_doubts(plan)
-    best = max(float(d["quality"]) for d in plan["discs"])
+    # A doubted count lowers every disc's quality alike; whether any disc looks like one is judged without it.
+    model = calibration()
+    best = max(disc_quality(dict(d["evidence"], count_doubt=0.0), model) for d in plan["discs"])
     if best < MIN_BEST_DISC_QUALITY:
         hint = ""
         if check_orientation:
@@ -122,8 +141,9 @@ def plan_from_localizer(
             f"no confident plan: no disc looks like one (best disc quality {best:.2f} < {MIN_BEST_DISC_QUALITY}){hint}. "
             "Check that the image is a spine localizer covering the lumbar spine, or plan by hand"
         )
-    # A count in doubt alone is no sign of a flipped image (the networks found and named the discs well).
-    if check_orientation and any(d["code"] not in COUNT_DOUBTS for d in plan["doubts"]):
+    # A count in doubt alone is no sign of a flipped image (the networks found and named the discs well), nor are
+    # doubtful discs that the count's doubt alone made doubtful.
+    if check_orientation and _doubtful_beyond_count(plan):
         t = time.perf_counter()
         suspect = _orientation_suspect(images, plan, **options)
         plan["timings_s"]["orientation_check"] = round(time.perf_counter() - t, 4)

@@ -8,7 +8,8 @@ and records, per planned disc, the evidence the plan carries and whether the dis
 rule, < 6 mm per axis from the true disc of that name) and a plane error <= 3 deg. Use tuning seeds (60000+) to
 fit and other tuning seeds (e.g. 62000+) to check; never the held-out evaluation seeds (100000+).
 `fit` fits the logistic model on FIT, picks the lowest threshold at which >= 95 % of the discs at or above it
-are good on FIT, reports how that holds on CHECK, draws the reliability plot (docs/figures/quality_reliability.png)
+are good on FIT (weighted to the clinical mix of lumbar counts), reports how that holds on CHECK (at the
+clinical mix, as swept, and for five-lumbar spines alone), draws the reliability plot (docs/figures/quality_reliability.png)
 and, with --write, stores model and threshold in SpineLocalizerLib/resources/quality_calibration.json.
 """
 
@@ -23,6 +24,7 @@ import numpy as np
 from planning_evaluation import variation
 from SpineLocalizerLib.geometry import angle_between_deg
 from SpineLocalizerLib.networks import MODEL_DIR
+from SpineLocalizerLib.networks.sequence_matching import COUNT_PREVALENCE
 from SpineLocalizerLib.phantom.generate import generate_case
 from SpineLocalizerLib.phantom.params import sample_params
 from SpineLocalizerLib.pipeline import plan_from_localizer
@@ -64,6 +66,8 @@ def capture_case(i: int, seed_base: int, work: Path, models: Path) -> list[dict]
                 "lumbar_count_detected": plan["lumbar_count"],
                 "label": d["label"],
                 "evidence": d["evidence"],
+                "naming": {k: v for k, v in plan["naming"].items() if k != "discs"},
+                "input_spacing_mm": [float(v) for v in image.spacing],
                 "right_name": bool(close),
                 "normal_error_deg": err,
                 "good": bool(close and err <= PLANE_OK_DEG),
@@ -88,18 +92,33 @@ def _design(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-def fit_logistic(x: np.ndarray, y: np.ndarray, ridge: float = 1.0, iters: int = 50) -> tuple[np.ndarray, float]:
-    """Weights and intercept by Newton steps on the L2-penalised log-likelihood (features standardised inside,
-    coefficients returned on the raw scale)."""
+def clinical_weights(rows: list[dict]) -> np.ndarray:
+    """Per disc, the weight that brings the sweep's lumbar counts (20 % forced four or six, plus the phantom's own
+    variants) to the clinical prevalence (sequence_matching.COUNT_PREVALENCE), phantom by phantom: what a
+    technologist sees is the clinical mix, and P(good | evidence) depends on it."""
+    counts = np.array([r["lumbar_count"] for r in rows])
+    seeds = np.array([r["seed"] for r in rows])
+    per_phantom = {s: c for s, c in zip(seeds, counts)}
+    share = {n: np.mean([c == n for c in per_phantom.values()]) for n in COUNT_PREVALENCE}
+    w = np.array([COUNT_PREVALENCE[c] / max(share[c], 1e-9) for c in counts])
+    return w / w.mean()
+
+
+def fit_logistic(
+    x: np.ndarray, y: np.ndarray, ridge: float = 1.0, iters: int = 50, sample_weight: np.ndarray | None = None
+) -> tuple[np.ndarray, float]:
+    """Weights and intercept by Newton steps on the L2-penalised (weighted) log-likelihood (features standardised
+    inside, coefficients returned on the raw scale)."""
     mu, sd = x.mean(axis=0), x.std(axis=0) + 1e-9
     z = np.hstack([np.ones((len(x), 1)), (x - mu) / sd])
+    sw = np.ones(len(x)) if sample_weight is None else np.asarray(sample_weight, dtype=float)
     w = np.zeros(z.shape[1])
     pen = np.full(z.shape[1], ridge)
     pen[0] = 0.0
     for _ in range(iters):
         p = 1.0 / (1.0 + np.exp(-z @ w))
-        grad = z.T @ (p - y) + pen * w
-        hess = (z * (p * (1 - p))[:, None]).T @ z + np.diag(pen)
+        grad = z.T @ (sw * (p - y)) + pen * w
+        hess = (z * (sw * p * (1 - p))[:, None]).T @ z + np.diag(pen)
         step = np.linalg.solve(hess, grad)
         w -= step
         if np.max(np.abs(step)) < 1e-8:
@@ -112,23 +131,30 @@ def predict(x: np.ndarray, weights: np.ndarray, intercept: float) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-(x @ weights + intercept)))
 
 
-def pick_threshold(q: np.ndarray, y: np.ndarray, target: float = TARGET) -> float:
-    """The lowest threshold t such that the discs with q >= t are good in >= `target` of cases."""
+def _mean(v: np.ndarray, w: np.ndarray) -> float:
+    return float(np.average(v, weights=w)) if w.sum() > 0 else float("nan")
+
+
+def pick_threshold(q: np.ndarray, y: np.ndarray, target: float = TARGET, weights: np.ndarray | None = None) -> float:
+    """The lowest threshold t such that the discs with q >= t are good in >= `target` of (weighted) cases."""
+    w = np.ones(len(q)) if weights is None else weights
     for t in np.unique(np.round(q, 3)):
         above = q >= t
-        if above.any() and y[above].mean() >= target:
+        if above.any() and _mean(y[above], w[above]) >= target:
             return float(t)
     return 1.0
 
 
-def report(name: str, q: np.ndarray, y: np.ndarray, t: float) -> dict:
+def report(name: str, q: np.ndarray, y: np.ndarray, t: float, weights: np.ndarray | None = None) -> dict:
+    """Flag rate and good fractions above / below threshold t; with `weights`, at the mix they describe."""
+    w = np.ones(len(q)) if weights is None else weights
     above = q >= t
     out = {
         "discs": int(len(y)),
-        "good": float(y.mean()),
-        "flagged": float(1 - above.mean()),
-        "good_above": float(y[above].mean()) if above.any() else float("nan"),
-        "good_below": float(y[~above].mean()) if (~above).any() else float("nan"),
+        "good": _mean(y, w),
+        "flagged": 1.0 - _mean(above.astype(float), w),
+        "good_above": _mean(y[above], w[above]),
+        "good_below": _mean(y[~above], w[~above]),
     }
     print(
         f"{name}: {out['discs']} discs, {out['good']:.3f} good; threshold {t:.3f} flags {out['flagged']:.3f}; "
@@ -172,15 +198,19 @@ def reliability_plot(curves: dict[str, tuple[np.ndarray, np.ndarray]], t: float,
 def fit(fit_path: Path, check_path: Path, write: bool, extra: list[Path]) -> None:
     fit_rows, check_rows = json.loads(fit_path.read_text()), json.loads(check_path.read_text())
     x, y = _design(fit_rows)
-    weights, intercept = fit_logistic(x, y)
+    mix = clinical_weights(fit_rows)
+    weights, intercept = fit_logistic(x, y, sample_weight=mix)
     q_fit = predict(x, weights, intercept)
-    t = pick_threshold(q_fit, y)
+    t = pick_threshold(q_fit, y, weights=mix)
     print("weights", dict(zip(FEATURES, np.round(weights, 4))), "intercept", round(intercept, 4))
-    report("fit (tuning phantoms)", q_fit, y, t)
     xc, yc = _design(check_rows)
     q_check = predict(xc, weights, intercept)
-    report("check (held-apart tuning phantoms)", q_check, yc, t)
-    curves = {"fit": (q_fit, y), "check": (q_check, yc)}
+    for name, q, yy, rows in (("fit", q_fit, y, fit_rows), ("check", q_check, yc, check_rows)):
+        report(f"{name}, clinical mix", q, yy, t, clinical_weights(rows))
+        report(f"{name}, as swept (35 % four or six lumbar)", q, yy, t)
+        five = np.array([r["lumbar_count"] == 5 for r in rows])
+        report(f"{name}, five lumbar only", q[five], yy[five], t)
+    curves = {"fit, as swept": (q_fit, y), "check, as swept": (q_check, yc)}
     for path in extra:  # e.g. real per-disc records written by real_sources.py (name + plane)
         rows = [r for r in json.loads(path.read_text()) if r.get("evidence")]
         if rows:
@@ -192,7 +222,8 @@ def fit(fit_path: Path, check_path: Path, write: bool, extra: list[Path]) -> Non
             json.dumps(
                 {
                     "description": "Per-disc quality q = sigmoid(intercept + weights . features); discs with q >= "
-                    "threshold were good (right name, plane error <= 3 deg) in >= 95 % of fitting cases. Written by "
+                    "threshold were good (right name, plane error <= 3 deg) in >= 95 % of fitting cases at the clinical mix of "
+                    "lumbar counts. Written by "
                     "Testing/bench/calibrate_quality.py fit.",
                     "features": list(FEATURES),
                     "weights": [round(float(w), 6) for w in weights],

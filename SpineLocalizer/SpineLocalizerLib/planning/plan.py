@@ -16,6 +16,7 @@ from .protocol import default_protocol, validate_protocol
 from .quality import (
     LABEL_MAP_THRESHOLD,
     calibration,
+    count_doubt,
     disc_features,
     disc_quality,
     quality_factor,
@@ -105,7 +106,7 @@ def build_plan(
     if evidence:
         model = calibration()
         threshold = float(protocol.get("quality_threshold", model["threshold"]))
-        quality, per_disc = network_plan_quality(discs, planned, evidence, count, threshold, model)
+        quality, per_disc = network_plan_quality(discs, planned, evidence, count, threshold, model, naming)
     else:
         quality = quality_factor(discs, count, float(protocol.get("quality_threshold", LABEL_MAP_THRESHOLD)))
     timings["quality"] = time.perf_counter() - t
@@ -141,14 +142,21 @@ def plan_for_labels(labels: Volume, lumbar_count: int | None) -> Plan:
     return plan
 
 
-def network_plan_quality(discs, planned, evidence, count: int, threshold: float, model) -> tuple[dict, dict]:
+def network_plan_quality(
+    discs, planned, evidence, count: int, threshold: float, model, naming=None
+) -> tuple[dict, dict]:
     """The plan's quality (its worst planned disc's calibrated quality) and each planned disc's entry fields:
-    `quality`, `needs_review` and the `evidence` it was computed from."""
+    `quality`, `needs_review` and the `evidence` it was computed from. The plan's quality also carries
+    `quality_if_count_right`: the same worst disc quality with the count's doubt set aside, which says whether
+    verifying the count would settle the plan (and keeps a doubted count from passing for a flipped image)."""
     residuals = spacing_residuals(discs)
+    doubt = count_doubt(naming)
     per_disc: dict[str, dict[str, Any]] = {}
+    if_count_right = 1.0
     for d in planned:
-        feats = disc_features(d, evidence.get(d.value, {}), residuals[d.label])
+        feats = disc_features(d, evidence.get(d.value, {}), residuals[d.label], doubt)
         q = disc_quality(feats, model)
+        if_count_right = min(if_count_right, disc_quality(dict(feats, count_doubt=0.0), model))
         per_disc[d.label] = {
             "quality": round(q, 4),
             "needs_review": bool(q < threshold),
@@ -162,6 +170,7 @@ def network_plan_quality(discs, planned, evidence, count: int, threshold: float,
         threshold=threshold,
         needs_review=bool(qf < threshold),
         worst_disc=worst.label,
+        quality_if_count_right=round(if_count_right, 4),
         calibration=model.get("fitted_on", ""),
         message=(
             "plan looks consistent"

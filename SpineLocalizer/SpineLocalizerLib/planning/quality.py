@@ -110,7 +110,30 @@ def _result(qf, spacing, scale, coverage, confidence, threshold, message, **extr
 # Testing/bench/calibrate_quality.py on tuning phantoms and checked on held-apart ones (docs/results.md). The plan's
 # quality factor is its worst planned disc's q: a plan is as good as its worst slice group.
 
-FEATURES = ("class_logit", "disc_probability", "heatmap_response", "thinness", "spacing_residual")
+FEATURES = (
+    "class_logit",
+    "disc_probability",
+    "heatmap_response",
+    "thinness",
+    "spacing_residual",
+    "count_doubt",
+    "lumbosacral",
+)
+
+
+def count_doubt(naming: dict[str, Any] | None) -> float:
+    """1 when the lumbar count the names rest on is in doubt: the level classifier read another count that the
+    prevalence prior overruled, or the images lean to another count; 0 when the count was given or nothing speaks
+    against it. Every name of a spine counted wrong is wrong, so this is the strongest single sign of a misnamed
+    disc: on tuning phantoms it was set for every four- and six-lumbar spine and for no five-lumbar one
+    (docs/results.md, Quality factor)."""
+    naming = naming or {}
+    if naming.get("count_basis") == "given":
+        return 0.0
+    count = naming.get("lumbar_count")
+    disputed = naming.get("classifier_count") is not None
+    leaning = naming.get("images_favour") is not None and naming.get("images_favour") != count
+    return float(disputed or leaning)
 
 
 def calibration() -> dict[str, Any]:
@@ -147,7 +170,12 @@ def spacing_residuals(discs: list[DiscMeasure]) -> dict[str, float]:
     return out
 
 
-def disc_features(d: DiscMeasure, evidence: dict[str, Any], spacing_residual: float) -> dict[str, float]:
+def disc_features(
+    d: DiscMeasure, evidence: dict[str, Any], spacing_residual: float, doubt: float = 0.0
+) -> dict[str, float]:
+    """The evidence the calibrated quality reads for disc `d`; `doubt` is the plan's `count_doubt`. The
+    lumbosacral disc gets its own term: its wedge and the sacrum's slope make its plane the hardest to get within
+    3 deg."""
     lam = np.sort(np.asarray(d.eigenvalues, dtype=float))
     return {
         "class_logit": _logit(evidence.get("class_probability")),
@@ -155,9 +183,13 @@ def disc_features(d: DiscMeasure, evidence: dict[str, Any], spacing_residual: fl
         "heatmap_response": float(evidence.get("heatmap_response", 0.0)),
         "thinness": float(np.sqrt(max(lam[0], 0.0) / max(lam[1], 1e-9))),
         "spacing_residual": float(spacing_residual),
+        "count_doubt": float(doubt),
+        "lumbosacral": float(d.label.endswith("-S1")),
     }
 
 
 def disc_quality(features: dict[str, float], model: dict[str, Any]) -> float:
+    # A feature the model was not fitted with is ignored (zip over the model's own list), so an older
+    # calibration file keeps working.
     z = float(model["intercept"]) + sum(float(w) * features[f] for f, w in zip(model["features"], model["weights"]))
     return float(1.0 / (1.0 + np.exp(-z)))
