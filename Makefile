@@ -63,7 +63,7 @@ train: $(STAMP)
 # The pure core (no Slicer, no torch): planning, phantom, measurement, geometry, labels, volume I/O, labeling.
 MYPY_CORE = -p SpineLocalizerLib.planning -p SpineLocalizerLib.phantom -p SpineMeasureLib \
 	-m SpineLocalizerLib.geometry -m SpineLocalizerLib.labels -m SpineLocalizerLib.volume_io -m SpineLocalizerLib.output_folder \
-	-m SpineLocalizerLib.input_checks -m SpineLocalizerLib.plan_file -m SpineLocalizerLib.json_files \
+	-m SpineLocalizerLib.input_checks -m SpineLocalizerLib.plan_file -m SpineLocalizerLib.json_files -m SpineLocalizerLib.progress -m SpineLocalizerLib.sample_data \
 	-m SpineLocalizerLib.nifti_check -m SpineLocalizerLib.dicom_series \
 	-m SpineLocalizerLib.networks.labeling -m SpineLocalizerLib.networks.sequence_matching \
 	-m SpineLocalizerLib.networks.heatmap_levels -m SpineLocalizerLib.networks.canonical

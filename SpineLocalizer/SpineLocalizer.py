@@ -32,6 +32,21 @@ class SpineLocalizer(ScriptedLoadableModule):
             "as a manual edit when the AI runs again. Teaching: place a plane and press Check."
         )
         self.parent.acknowledgementText = "Reproduces the planning steps of Lumbar VNet Pro (see the extension README)."
+        # The sample phantom in the Sample Data module, once the application is up (Slicer's module template).
+        slicer.app.connect("startupCompleted()", registerSampleData)
+
+
+def registerSampleData():
+    """The generated phantom localizer as a Sample Data entry: generated on the user's machine, nothing downloaded."""
+    import os
+
+    import SampleData
+    from SpineLocalizerLib.sample_data import SAMPLE_SEED, sample_data_arguments
+
+    SampleData.SampleDataLogic.registerCustomSampleDataSource(
+        **sample_data_arguments(os.path.dirname(__file__)),
+        customDownloader=lambda source: SpineLocalizerLogic().loadPhantom(SAMPLE_SEED),
+    )
 
 
 @parameterNodeWrapper
@@ -63,6 +78,11 @@ class SpineLocalizerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = self.logic.getParameterNode()
         self._parameterNode.connectGui(self.ui)
         self.ui.runButton.connect("clicked(bool)", self.onRun)
+        # A plane picked in the list: the three slice views go to it (the button does the same on demand).
+        self.ui.planeSelector.connect("nodeActivated(vtkMRMLNode*)", lambda node: self.onShowSlices())
+        from SpineLocalizerLib.scene.layout import legend_html
+
+        self.ui.legendLabel.text = legend_html()
         self.ui.resetPlaneButton.connect("clicked(bool)", self.onResetPlane)
         self.ui.showSlicesButton.connect("clicked(bool)", self.onShowSlices)
         self.ui.generateAxialButton.connect("clicked(bool)", self.onGenerateAxial)
@@ -88,9 +108,24 @@ class SpineLocalizerWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.forgetPlan()
 
     def onRun(self):
-        with slicer.util.tryWithErrorDisplay("Planning failed.", waitCursor=True):
-            message = self.logic.runAI(self._parameterNode)
-            self.ui.statusLabel.text = message
+        from SpineLocalizerLib.progress import Cancelled
+
+        dialog = slicer.util.createProgressDialog(windowTitle="AI planning", labelText="Starting", maximum=100)
+
+        def report(fraction, text):
+            dialog.labelText, dialog.value = text, int(round(100 * fraction))
+            slicer.app.processEvents()
+            return not dialog.wasCanceled
+
+        try:
+            with slicer.util.tryWithErrorDisplay("Planning failed.", waitCursor=True):
+                try:
+                    message = self.logic.runAI(self._parameterNode, progress=report)
+                except Cancelled:
+                    message = "Cancelled: the scene was not changed."
+                self.ui.statusLabel.text = message
+        finally:
+            dialog.close()
 
     def onResetPlane(self):
         with slicer.util.tryWithErrorDisplay("Could not reset the plane.", waitCursor=True):
@@ -181,32 +216,30 @@ class SpineLocalizerLogic(ScriptedLoadableModuleLogic):
             return
         slicer.util.pip_install(" ".join(required + optional))
 
-    def runAI(self, p) -> str:
+    def runAI(self, p, progress=None) -> str:
+        """Plan the selected localizer (scene/ai_run.py): `progress(fraction, text)` answering False cancels
+        before the scene changes. Shows the scan-parameter table in a table layout."""
         if p.inputVolume is None:
             raise ValueError("Select the sagittal localizer volume first.")
         self.ensureTorch()
         self.ensurePackages()
-        from SpineLocalizerLib.networks.infer import discs_on
-        from SpineLocalizerLib.pipeline import plan_from_localizer
-        from SpineLocalizerLib.scene.volumes import add_disc_segmentation, volume_from_node
-        from SpineLocalizerLib.volume_io import Volume
+        from SpineLocalizerLib.scene.ai_run import run_ai
+        from SpineLocalizerLib.scene.layout import show_table_layout
+        from SpineLocalizerLib.scene.volumes import volume_from_node
 
         images = [volume_from_node(p.inputVolume)] + ([volume_from_node(p.coronalVolume)] if p.coronalVolume else [])
-        plan, result = plan_from_localizer(images, lumbar_count=p.lumbarCount or None)
-        report = self.planLogic().load_plan(plan, overwrite_manual=p.overwriteManual)
-        # The segmentation shown is the one `spine-localizer plan` writes: on the localizer's grid, drawn from the
-        # output maps (sharper than the 2 mm grid the plan is computed on; same disc codes).
-        shown = Volume(discs_on(result, images[0]), images[0].spacing, images[0].origin, images[0].direction)
-        add_disc_segmentation(slicer.mrmlScene, shown, names={d["value"]: d["label"] for d in plan["discs"]})
-        self.lastPlan = plan
-        kept = [name for name, what in report.items() if what == "kept manual"]
-        doubts = "".join(f"\nCHECK PLAN: {d['reason']}" for d in plan["doubts"])
-        return (
-            f"{len(plan['discs'])} discs, {plan['lumbar_count']} lumbar vertebrae ({plan['naming']['count_basis']}), "
-            f"quality factor {plan['quality_factor']:.2f}"
-            + (f"; kept manual: {', '.join(kept)}" if kept else "")
-            + doubts
+        self.lastPlan, message = run_ai(
+            slicer.mrmlScene,
+            self.planLogic(),
+            images,
+            localizer_name=p.inputVolume.GetName(),
+            lumbar_count=p.lumbarCount or None,
+            overwrite_manual=p.overwriteManual,
+            progress=progress,
         )
+        show_table_layout(slicer.mrmlScene, self.planLogic().table())
+        slicer.app.applicationLogic().PropagateTableSelection()
+        return message
 
     def resetPlane(self, planeNode):
         if planeNode is None:
@@ -223,12 +256,11 @@ class SpineLocalizerLogic(ScriptedLoadableModuleLogic):
         point_views_at_plane({r: layout.sliceWidget(v).mrmlSliceNode() for r, v in views.items()}, planeNode)
 
     def generateAxialImages(self, highResVolume):
-        from SpineLocalizerLib.scene.volumes import add_volume, reslice_current_planes, volume_from_node
+        from SpineLocalizerLib.scene.volumes import add_axial_images, volume_from_node
 
         if highResVolume is None:
             raise ValueError("Select the high-resolution volume to reslice.")
-        for name, vol in reslice_current_planes(self.planLogic(), volume_from_node(highResVolume)).items():
-            add_volume(slicer.mrmlScene, vol, f"{name} images")
+        add_axial_images(slicer.mrmlScene, self.planLogic(), volume_from_node(highResVolume))
 
     def newTraineePlane(self, trainee: str):
         from SpineLocalizerLib.scene.teaching import hide_plan_from_trainee, trainee_plane_name
@@ -240,30 +272,20 @@ class SpineLocalizerLogic(ScriptedLoadableModuleLogic):
         interaction.SetCurrentInteractionMode(interaction.Place)
 
     def checkTraineePlane(self, p, referencePath: str):
-        import json
-
-        from SpineLocalizerLib.scene.teaching import TeachingSceneLogic, latest_trainee_plane, reveal_plan
+        from SpineLocalizerLib.scene.teaching import (
+            TeachingSceneLogic,
+            latest_trainee_plane,
+            reference_plane,
+            reveal_plan,
+        )
 
         trainee = latest_trainee_plane(slicer.mrmlScene, p.traineeName)
         if trainee is None:
             raise ValueError("Place the trainee plane first ('New trainee plane').")
-        if referencePath:
-            discs = json.loads(open(referencePath).read())["discs"]
-            name = "expert"
-        elif self.lastPlan is not None:
-            discs, name = self.lastPlan["discs"], "AI"
-        else:
-            raise ValueError("Run the AI or choose an expert plan file as the reference.")
-        ref = next((d for d in discs if d["label"] == p.teachingLevel), None)
-        if ref is None:
-            raise ValueError(f"The reference has no {p.teachingLevel} plane.")
+        reference, name = reference_plane(p.teachingLevel, self.lastPlan, referencePath)
         self._teaching = self._teaching or TeachingSceneLogic(slicer.mrmlScene)
         score = self._teaching.check(
-            trainee,
-            {"center": ref["scan_center_lps"], "normal": ref["normal_lps"], "posterior": ref["posterior_lps"]},
-            trainee=p.traineeName,
-            level=p.teachingLevel,
-            reference_name=name,
+            trainee, reference, trainee=p.traineeName, level=p.teachingLevel, reference_name=name
         )
         reveal_plan(slicer.mrmlScene)  # scored: now the trainee may compare with the answer
         return score
@@ -321,6 +343,12 @@ class SpineLocalizerTest(ScriptedLoadableModuleTest):
         self.setUp()
         p = self.logic.getParameterNode()
         p.inputVolume = slicer.util.getNode("Phantom localizer")
+        from SpineLocalizerLib.progress import Cancelled
+
+        n_nodes = slicer.mrmlScene.GetNumberOfNodes()
+        with self.assertRaises(Cancelled):  # Cancel in the progress dialog: nothing added
+            self.logic.runAI(p, progress=lambda fraction, text: False)
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), n_nodes)
         message = self.logic.runAI(p)
         self.assertIn("discs", message)
         return p

@@ -149,6 +149,20 @@ def test_results_become_a_table_and_inspectable_markups():
     assert flags is not None, "the table has no flags column"
     assert "lateral recess stenosis" in flags.GetValue(1)
 
+    # Measuring again replaces the table and markups of the first time (no copies), a reader's own markups stay,
+    # and every result sits in its folder.
+    from SpineLocalizerLib.scene.folders import folder_path
+
+    own = scene.AddNewNodeByClass("vtkMRMLMarkupsLineNode", line.GetName())
+    n_nodes = scene.GetNumberOfNodes()
+    again = add_results(scene, rows[:1], "Measurements (auto)")
+    assert again["table"] is out["table"] and again["table"].GetTable().GetNumberOfRows() == 1
+    assert scene.GetNumberOfNodes() == n_nodes - 1  # the second call has no point list (only the line)
+    assert scene.IsNodePresent(own) and not scene.IsNodePresent(line)
+    assert {tuple(folder_path(scene, n)) for n in [again["table"], *again["lines"]]} == {
+        ("SpinePlanner", "Measurements (auto)")
+    }
+
 
 def test_a_linear_transform_above_a_volume_is_part_of_its_geometry_and_a_warp_is_refused():
     import vtk

@@ -12,6 +12,7 @@ from .networks import MODEL_DIR
 from .planning.doubts import attach_doubts
 from .planning.plan import build_plan
 from .planning.quality import calibration, disc_quality
+from .progress import Progress, Report, as_progress
 from .volume_io import Volume
 
 # A doubtful plan is planned again on the image's content flipped head-foot and front-back (its header unchanged):
@@ -33,17 +34,24 @@ def _flipped(image: Volume, lps_component: int) -> Volume:
     return Volume(np.flip(image.array, axis).copy(), image.spacing, image.origin, image.direction)
 
 
-def _orientation_suspect(images: list[Volume], plan: dict[str, Any], **options) -> dict[str, Any] | None:
+def _orientation_suspect(
+    images: list[Volume], plan: dict[str, Any], progress: Progress | None = None, **options
+) -> dict[str, Any] | None:
     """The flip whose plan is confident where the given image's is not, with both quality factors; else None."""
+    step = progress or Progress()
     quality = float(plan["quality"]["quality_factor"])
     # Judged against the given plan's quality with the count's doubt set aside: a flip must explain more than a
     # doubted count.
     given = float(plan["quality"].get("quality_if_count_right", quality))
     best = None
-    for name, component in FLIP_AXES.items():
+    for k, (name, component) in enumerate(FLIP_AXES.items()):
+        step(k / len(FLIP_AXES), f"Checking the image's orientation ({name})")
         try:
             other, _ = plan_from_localizer(
-                [_flipped(images[0], component), *images[1:]], check_orientation=False, **options
+                [_flipped(images[0], component), *images[1:]],
+                check_orientation=False,
+                progress=step.part(k / len(FLIP_AXES), (k + 1) / len(FLIP_AXES)),
+                **options,
             )
         except ValueError:  # no plan at all from the flipped image: not the answer
             continue
@@ -81,13 +89,15 @@ def plan_from_localizer(
     input_info: dict[str, Any] | None = None,
     check_orientation: bool = True,
     threads: int = 2,
+    progress: Progress | Report | None = None,
 ):
     """(plan, pipeline result) for one sagittal localizer (optionally with a coronal one as `images[1]`); the
     networks run on `threads` threads.
 
     Raises ValueError ("no confident plan: ...") when fewer than two discs were labelled: a plan with slabs and
     slice groups cannot be built from less, and a technologist must plan by hand; with `check_orientation`, the
-    message (or a doubtful plan's doubts) says when the image looks flipped relative to its header.
+    message (or a doubtful plan's doubts) says when the image looks flipped relative to its header. Steps go to
+    `progress` (progress.py); when it says stop, `Cancelled` is raised before anything is returned.
     """
     import time
 
@@ -100,12 +110,21 @@ def plan_from_localizer(
         "grid_axes": grid_axes,
         "threads": threads,
     }
-    result = run_pipeline(images, lumbar_count=lumbar_count, model_dir=model_dir, grid_axes=grid_axes, threads=threads)
+    step = as_progress(progress)
+    # The networks take most of a plan; the orientation check, when it runs, re-plans twice in the last share.
+    result = run_pipeline(
+        images,
+        lumbar_count=lumbar_count,
+        model_dir=model_dir,
+        grid_axes=grid_axes,
+        threads=threads,
+        progress=step.part(0.0, 0.8),
+    )
     n_discs = len(np.unique(result.discs_canonical)) - 1
     if n_discs < 2:
         hint = ""
         if check_orientation:
-            suspect = _orientation_suspect(images, {"quality": {"quality_factor": 0.0}}, **options)
+            suspect = _orientation_suspect(images, {"quality": {"quality_factor": 0.0}}, step.part(0.8, 1.0), **options)
             if suspect:
                 hint = (
                     f"; the image looks flipped {suspect['flipped']} relative to its header (flipped, it plans with "
@@ -115,6 +134,7 @@ def plan_from_localizer(
             f"no confident plan: {result.message}; {n_discs} disc(s) labelled, quality factor 0.00{hint}. Check that "
             "the image is a spine localizer covering the lumbar spine, or plan by hand"
         )
+    step(0.8, "Computing the plan")
     plan, _ = build_plan(
         result.grid.as_volume(result.discs_canonical),
         protocol=protocol,
@@ -134,7 +154,7 @@ def plan_from_localizer(
     if best < MIN_BEST_DISC_QUALITY:
         hint = ""
         if check_orientation:
-            suspect = _orientation_suspect(images, plan, **options)
+            suspect = _orientation_suspect(images, plan, step.part(0.85, 1.0), **options)
             if suspect:
                 hint = f"; the image looks flipped {suspect['flipped']} relative to its header: check its orientation"
         raise ValueError(
@@ -145,7 +165,7 @@ def plan_from_localizer(
     # doubtful discs that the count's doubt alone made doubtful.
     if check_orientation and _doubtful_beyond_count(plan):
         t = time.perf_counter()
-        suspect = _orientation_suspect(images, plan, **options)
+        suspect = _orientation_suspect(images, plan, step.part(0.85, 1.0), **options)
         plan["timings_s"]["orientation_check"] = round(time.perf_counter() - t, 4)
         if suspect:
             plan["orientation_suspect"] = suspect

@@ -39,6 +39,7 @@ import torch
 from scipy import ndimage
 
 from ..input_checks import check_localizer
+from ..progress import Progress, Report, as_progress
 from ..volume_io import Volume
 from . import MODEL_DIR, data
 from . import levels as level_classifier
@@ -174,11 +175,14 @@ def _canonical_image(images: list[Volume], grid: CanonicalGrid, levels: list, ar
     return np.where(weight > 0, acc / np.maximum(weight, 1), 0).astype(np.float32)
 
 
-def run_pipeline(images: list[Volume], *, threads: int = 2, **options) -> PipelineResult:
+def run_pipeline(
+    images: list[Volume], *, threads: int = 2, progress: Progress | Report | None = None, **options
+) -> PipelineResult:
     """The localizer networks on `images` (options: see `_run_pipeline`) with torch on `threads` threads while
-    they run, the deferred output maps included; the process's own setting is given back after each."""
+    they run, the deferred output maps included; the process's own setting is given back after each. Steps go to
+    `progress` (progress.py), which may stop the run between them."""
     with torch_threads(threads):
-        result = _run_pipeline(images, threads=threads, **options)
+        result = _run_pipeline(images, threads=threads, progress=as_progress(progress), **options)
     drawer = result.map_drawer
     if drawer is not None:
 
@@ -199,17 +203,21 @@ def _run_pipeline(
     grid_axes: str = "lps",
     fine_output: bool = True,
     shifted_output: bool = True,
+    progress: Progress | None = None,
 ) -> PipelineResult:
     """`fine_output`: draw the output disc and spine maps from the output disc network at 1 mm when its weights
     are in `model_dir` (networks/fine.py); False: from the 2 mm disc network that names the discs.
     `shifted_output`: average them with a second pass on the box sampled half a voxel further
     (networks/output_maps.py)."""
     timings = {}
+    step = progress or Progress()
     t0 = time.perf_counter()
+    step(0.0, "Loading the networks")
     nets = loaded_networks(Path(model_dir), threads, fine_output)
     loc_net, disc_net, output_net, level_net = nets.localize, nets.discs, nets.output, nets.levels
     n_disc_classes = nets.n_disc_classes
     timings["load_models"] = time.perf_counter() - t0
+    step(0.1, "Finding the spine")
     t = time.perf_counter()
     image2, grid, levels = _prepare(images, grid_axes)
     image4 = data.downsample2(image2)
@@ -282,9 +290,11 @@ def _run_pipeline(
         timings["labels"] = timings.get("labels", 0.0) + time.perf_counter() - t
         return labelled, prob, spine_box, box, raw
 
+    step(0.35, "Segmenting and naming the discs")
     (discs_box, conf, count, message, naming), prob, spine_box, box, raw = discs_in(box, near_spine=True)
     searched_wide = False
     if len(conf) < MIN_DISCS_NEAR_SPINE:
+        step(0.7, "Searching the whole image for discs")
         # Few discs where the spine network put the spine: on real images it can take the bowel or the great
         # vessels for the spine. The disc network is more reliable there; look for discs in the whole image.
         wide = discs_in(_footprint_box(images, grid), near_spine=False)

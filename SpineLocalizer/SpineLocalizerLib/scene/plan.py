@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from . import lps_to_ras, plane_geometry_lps, ras_to_lps, roi_geometry_lps, set_plane_lps, string_columns
+from .layout import AI_CHECK, AI_GOOD, MANUAL, SLAB, colour_word
 
 ATTR = "SpinePlanner."
 TABLE_NAME = "Scan parameters"
@@ -25,8 +26,8 @@ COLUMNS = (
     "Slices",
     "Thickness (mm)",
     "Quality",
+    "Shown as",
 )
-AI_GOOD, AI_CHECK, MANUAL = (0.35, 1.0, 0.35), (1.0, 0.3, 0.3), (1.0, 0.8, 0.2)
 
 
 def _fmt(v) -> str:
@@ -63,6 +64,10 @@ class PlanSceneLogic:
         node.SetAttribute(ATTR + "managed", "1")
         return node, True
 
+    def plan_nodes(self) -> list:
+        """Every node of the plan in the scene: planes, bands, disc points, the table."""
+        return self._plan_nodes()
+
     def _plan_nodes(self) -> list:
         out = []
         for i in range(self.scene.GetNumberOfNodes()):
@@ -84,12 +89,15 @@ class PlanSceneLogic:
         self.quality = plan["quality"]
         # Kept in the scene, so a plan reopened from a scene or .mrb has its quality back (`adopt_scene`).
         self.table().SetAttribute(ATTR + "quality", json.dumps(self.quality))
-        colour = AI_GOOD if not plan["quality"]["needs_review"] else AI_CHECK
         report = {}
         self._updating = True
         try:
             for disc in plan["discs"]:
                 g = disc["slice_group"]
+                # Each disc's plane shows its own quality (a plan-wide colour hid which disc to check).
+                review = disc.get("needs_review", plan["quality"]["needs_review"])
+                colour = AI_CHECK if review else AI_GOOD
+                quality = disc.get("quality", plan["quality"]["quality_factor"])
                 report[f"{disc['label']} axial"] = self._place_plane(
                     f"{disc['label']} axial",
                     "axial",
@@ -101,6 +109,7 @@ class PlanSceneLogic:
                     {"n_slices": g["n_slices"], "thickness_mm": g["thickness_mm"], "gap_mm": g["gap_mm"]},
                     colour,
                     overwrite_manual,
+                    quality,
                 )
             for key in ("sagittal", "coronal"):
                 slab = plan[key]
@@ -113,8 +122,9 @@ class PlanSceneLogic:
                     slab["x_axis_lps"],
                     slab["fov_mm"],
                     {"n_slices": slab["n_slices"], "thickness_mm": slab["thickness_mm"], "gap_mm": slab["gap_mm"]},
-                    (0.4, 0.7, 1.0),
+                    SLAB,
                     overwrite_manual,
+                    plan["quality"]["quality_factor"],
                 )
             for band in plan["saturation_bands"]:
                 report[band["name"]] = self._place_band(band, overwrite_manual)
@@ -124,7 +134,9 @@ class PlanSceneLogic:
         self.update_table()
         return report
 
-    def _place_plane(self, name, role, level, center, normal, x_axis, fov, protocol, colour, overwrite_manual) -> str:
+    def _place_plane(
+        self, name, role, level, center, normal, x_axis, fov, protocol, colour, overwrite_manual, quality
+    ) -> str:
         node, created = self._node("vtkMRMLMarkupsPlaneNode", name)
         ai = {
             "center": list(map(float, center)),
@@ -136,11 +148,13 @@ class PlanSceneLogic:
         node.SetAttribute(ATTR + "level", level)
         node.SetAttribute(ATTR + "ai", json.dumps(ai))
         node.SetAttribute(ATTR + "protocol", json.dumps(protocol))
+        node.SetAttribute(ATTR + "quality", f"{float(quality):.4f}")
+        # Kept with the node so a reset restores it and the legend reads it, also for an edited plane.
+        node.SetAttribute(ATTR + "ai_colour", json.dumps(list(map(float, colour))))
         if not created and node.GetAttribute(ATTR + "source") == "manual" and not overwrite_manual:
             return "kept manual"
         set_plane_lps(node, center, normal, x_axis, fov)
         node.SetAttribute(ATTR + "source", "ai")
-        node.SetAttribute(ATTR + "ai_colour", json.dumps(list(map(float, colour))))
         display = node.GetDisplayNode()
         if display is None:
             node.CreateDefaultDisplayNodes()
@@ -280,6 +294,8 @@ class PlanSceneLogic:
                 **{k: v.tolist() for k, v in geo.items()},
                 "source": node.GetAttribute(ATTR + "source"),
                 "protocol": json.loads(node.GetAttribute(ATTR + "protocol") or "{}"),
+                "quality": node.GetAttribute(ATTR + "quality"),
+                "ai_colour": json.loads(node.GetAttribute(ATTR + "ai_colour") or "[]"),
             }
         return out
 
@@ -292,6 +308,9 @@ class PlanSceneLogic:
         cols = string_columns(t, COLUMNS)
         qf = "" if self.quality is None else f"{self.quality['quality_factor']:.2f}"
         for name, geo in self.current_plan_planes().items():
+            quality = f"{float(geo['quality']):.2f}" if geo["quality"] else qf
+            manual = geo["source"] == "manual"
+            shown = colour_word(MANUAL if manual else geo["ai_colour"])
             angle = float(np.degrees(np.arccos(np.clip(abs(geo["normal"][2]), -1, 1))))
             values = (
                 name,
@@ -301,7 +320,8 @@ class PlanSceneLogic:
                 f"{angle:.1f}",
                 str(geo["protocol"].get("n_slices", "")),
                 str(geo["protocol"].get("thickness_mm", "")),
-                qf,
+                quality,
+                f"{shown} ({'edited' if manual else 'AI, check' if shown == 'red' else 'AI'})" if shown else "",
             )
             for arr, v in zip(cols, values):
                 arr.InsertNextValue(v)

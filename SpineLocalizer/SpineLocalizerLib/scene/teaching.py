@@ -65,6 +65,24 @@ def reveal_plan(scene) -> None:
         node.RemoveAttribute(HIDDEN)
 
 
+def reference_plane(level: str, last_plan: dict | None, expert_plan_path: str = "") -> tuple[dict, str]:
+    """The plane a trainee's `level` plane is scored against and the reference's name: the expert's plan file
+    where one is chosen, else the AI's last plan. ValueError says what is missing."""
+    from ..json_files import read_json
+
+    if expert_plan_path:
+        data = read_json(expert_plan_path, "expert plan (plan.json)")
+        discs, name = (data.get("discs", []) if isinstance(data, dict) else []), "expert"
+    elif last_plan is not None:
+        discs, name = last_plan["discs"], "AI"
+    else:
+        raise ValueError("Run the AI or choose an expert plan file as the reference.")
+    ref = next((d for d in discs if d.get("label") == level), None)
+    if ref is None:
+        raise ValueError(f"The {name} reference has no {level} plane.")
+    return {"center": ref["scan_center_lps"], "normal": ref["normal_lps"], "posterior": ref["posterior_lps"]}, name
+
+
 class TeachingSceneLogic:
     def __init__(self, scene, *, max_angle_deg: float = 3.0, max_distance_mm: float = 5.0):
         self.scene = scene

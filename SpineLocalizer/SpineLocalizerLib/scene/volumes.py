@@ -79,8 +79,16 @@ def add_disc_segmentation(scene, discs: Volume, name: str = "Discs", names: dict
         if is_disc_code(code):
             upper = CODE_TO_VERTEBRA.get(code - DISC_CODE_OFFSET, "?")
             segment.SetName((names or {}).get(code, f"disc below {upper}"))
-    scene.RemoveNode(label_node)
+    remove_with_display(scene, label_node)  # its display node left behind, every click added one
     return seg
+
+
+def remove_with_display(scene, node) -> None:
+    """Remove `node` and its display nodes (a bare scene.RemoveNode leaves them behind)."""
+    displays = [node.GetNthDisplayNode(i) for i in range(node.GetNumberOfDisplayNodes())]
+    for each in [node, *displays]:
+        if each is not None and scene.IsNodePresent(each):
+            scene.RemoveNode(each)
 
 
 def add_rows_table(scene, rows: list[dict[str, Any]], name: str, columns: list[str]):
@@ -266,3 +274,17 @@ def reslice_current_planes(plan_logic, volume: Volume) -> dict[str, Volume]:
         image = reslice_disc(volume, disc)
         out[name] = from_sitk(image) if isinstance(image, sitk.Image) else image
     return out
+
+
+def add_axial_images(scene, plan_logic, volume: Volume) -> list:
+    """The axial stacks along the current planes as volumes ('<plane> images', replaced by a re-run), in the
+    plan's folder under 'Axial images'."""
+    from .folders import AXIAL_FOLDER, folder_path, put_in_folder
+
+    folder = [*folder_path(scene, plan_logic.table()), AXIAL_FOLDER]
+    nodes = []
+    for name, vol in reslice_current_planes(plan_logic, volume).items():
+        node = add_volume(scene, vol, f"{name} images")
+        put_in_folder(scene, node, *folder)
+        nodes.append(node)
+    return nodes

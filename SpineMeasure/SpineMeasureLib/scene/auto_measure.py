@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from SpineLocalizerLib.labels import DISC_CODE_OFFSET, VERTEBRA_CODES
 from SpineLocalizerLib.scene import plane_geometry_lps
+from SpineLocalizerLib.scene.folders import ROOT_FOLDER, put_in_folder
 from SpineLocalizerLib.scene.plan import ATTR, PlanSceneLogic
 from SpineLocalizerLib.scene.volumes import add_volume, volume_from_node
 
@@ -97,4 +98,6 @@ def measure_in_scene(scene, *, image_node=None, label_node=None, level: str | No
     else:
         raise ValueError("Select the image to measure (or a label map of it).")
     nodes = add_results(scene, measured.rows, name)
+    if segmentation is not None:  # the network's label map beside the values it gave, for a reader to check
+        put_in_folder(scene, segmentation, ROOT_FOLDER, name)
     return {"rows": measured.rows, "table": nodes["table"], "segmentation": segmentation, "notes": measured.notes}
