@@ -368,30 +368,50 @@ def test_train_user_data_is_checked_before_the_slow_part(tmp_path, capsys):
     assert time.perf_counter() - t < 10.0 and not (tmp_path / "c").exists()  # no phantom cache was built
 
 
-@pytest.mark.parametrize("flip, lps_component", [("head-foot", 2), ("front-back", 1)])
-def test_a_localizer_flipped_against_its_header_is_said_to_be_flipped(planned, tmp_path, capsys, flip, lps_component):
-    """Items 17/18: the image's content upside down or front to back while its header says otherwise. The plan is
-    doubtful anyway; it now says why, so the technologist fixes the orientation instead of planning by hand."""
+def _flipped_copy(path: Path, lps_component: int, out: Path) -> Path:
+    """The image at `path` with its content flipped along the axis that runs along LPS `lps_component`, its
+    header unchanged."""
     from SpineLocalizerLib.volume_io import read_volume, write_volume
 
-    image = read_volume(planned[0])
+    image = read_volume(path)
     axis = int(np.argmax(np.abs(np.asarray(image.direction)[lps_component])))
-    flipped = tmp_path / "flipped.nii.gz"
-    write_volume(type(image)(np.flip(image.array, axis).copy(), image.spacing, image.origin, image.direction), flipped)
+    write_volume(type(image)(np.flip(image.array, axis).copy(), image.spacing, image.origin, image.direction), out)
+    return out
+
+
+@pytest.mark.parametrize("flip, lps_component", [("head-foot", 2), ("front-back", 1)])
+def test_a_localizer_flipped_against_its_header_is_refused_as_flipped(
+    planned, tmp_path, capsys, monkeypatch, flip, lps_component
+):
+    """Items 17/18: the image's content upside down or front to back while its header says otherwise. Its plan
+    would be no plan (or, of the flipped content, mirrored on the scanner): it is refused in one line that says
+    the image looks flipped and how, before the search of the whole image for a spine (~7 s, 2 GB)."""
+    from SpineLocalizerLib.networks import infer
+
+    def no_wide_search(*args, **kwargs):
+        raise AssertionError("the whole image was searched for discs before the flip was seen")
+
+    monkeypatch.setattr(infer, "_footprint_box", no_wide_search)
+    flipped = _flipped_copy(planned[0], lps_component, tmp_path / "flipped.nii.gz")
     out = tmp_path / "plan"
-    assert localizer_main(["plan", str(flipped), "--out", str(out), "--strict"]) == 3
+    code = localizer_main(["plan", str(flipped), "--out", str(out), "--strict"])
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert code == 1 and len(lines) == 1, lines
+    assert f"looks flipped {flip} relative to its header" in lines[0] and "--trust-header" in lines[0], lines[0]
+    assert not out.exists() and not list(tmp_path.glob(".plan.*"))
+
+
+def test_trust_header_plans_a_flipped_localizer_as_given(planned, tmp_path):
+    flipped = _flipped_copy(planned[0], 2, tmp_path / "flipped.nii.gz")
+    out = tmp_path / "plan"
+    assert localizer_main(["plan", str(flipped), "--out", str(out), "--strict", "--trust-header"]) == 3
     plan = json.loads((out / "plan.json").read_text())
-    assert plan["orientation_suspect"]["flipped"] == flip
-    assert (
-        plan["doubts"][0]["code"] == "orientation_suspect"
-        and "check the image's orientation" in plan["doubts"][0]["reason"]
-    )
-    assert "flipped" in capsys.readouterr().err
+    assert plan["doubtful"] and "orientation_check" not in plan["timings_s"]
 
 
 def test_a_confident_plan_pays_nothing_for_the_orientation_check(planned, tmp_path):
     out = tmp_path / "plan"
     assert localizer_main(["plan", str(planned[0]), "--out", str(out), "--strict"]) == 0
     plan = json.loads((out / "plan.json").read_text())
-    assert not plan["doubtful"] and "orientation_suspect" not in plan
+    assert not plan["doubtful"]
     assert "orientation_check" not in plan["timings_s"]  # only a doubtful plan is planned again flipped

@@ -118,6 +118,7 @@ def _plan_record(image_path: Path, k: int, args) -> dict | None:
         "models": str(Path(args.models).resolve()) if args.models else None,
         "grid_axes": args.grid_axes,
         "series": args.series,
+        "trust_header": args.trust_header,
     }
     return {"inputs": [sha256_of(p) for p in paths], "settings": settings}
 
@@ -319,6 +320,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="lps",
         help="axes the networks run on: lps (default) or the localizer's own when tilted < 20 deg (README: disc "
         "Dice +0.01 on 2 mm localizers, but more wrong lumbar counts on held-out phantoms)",
+    )
+    p.add_argument(
+        "--trust-header",
+        action="store_true",
+        help="plan the image as its header orients it even where its content looks flipped (by default such an "
+        "image is refused: its plan would be mirrored on the scanner)",
     )
     p.set_defaults(func=cmd_plan)
     r = sub.add_parser("reslice", parents=[common], help="reslice a volume along the plan's axial slice groups")

@@ -3,6 +3,7 @@ module take, so both refuse the same inputs and report the same doubts."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +18,9 @@ from .volume_io import Volume
 
 # A doubtful plan is planned again on the image's content flipped head-foot and front-back (its header unchanged):
 # if one of them gives a confident plan clearly better than the image as given, the header does not describe the
-# image (an export that lost the orientation, a reversed reconstruction) and the technologist is told so. The
-# plan itself stays the one of the image as given: guessing an orientation is not ours to do silently.
+# image (an export that lost the orientation, a reversed reconstruction) and the image is refused: a plan of the
+# content as given is no plan, and one of the flipped content would be mirrored on the scanner. Guessing an
+# orientation is not ours to do silently; `check_orientation=False` (`--trust-header`) plans the image as given.
 FLIP_AXES = {"head-foot": 2, "front-back": 1}  # LPS component the flipped image axis runs along
 FLIP_MIN_QUALITY = 0.6
 FLIP_MIN_GAIN = 0.3
@@ -35,15 +37,11 @@ def _flipped(image: Volume, lps_component: int) -> Volume:
 
 
 def _orientation_suspect(
-    images: list[Volume], plan: dict[str, Any], progress: Progress | None = None, **options
+    images: list[Volume], quality: float, given: float, progress: Progress | None = None, **options
 ) -> dict[str, Any] | None:
-    """The flip whose plan is confident where the given image's is not, with both quality factors; else None."""
+    """The first flip whose plan is confident where the given image's (quality `quality`; `given` with the count's
+    doubt set aside) is not; else None. The first is enough: two flips of one image cannot both look right."""
     step = progress or Progress()
-    quality = float(plan["quality"]["quality_factor"])
-    # Judged against the given plan's quality with the count's doubt set aside: a flip must explain more than a
-    # doubted count.
-    given = float(plan["quality"].get("quality_if_count_right", quality))
-    best = None
     for k, (name, component) in enumerate(FLIP_AXES.items()):
         step(k / len(FLIP_AXES), f"Checking the image's orientation ({name})")
         try:
@@ -51,19 +49,28 @@ def _orientation_suspect(
                 [_flipped(images[0], component), *images[1:]],
                 check_orientation=False,
                 progress=step.part(k / len(FLIP_AXES), (k + 1) / len(FLIP_AXES)),
+                # A flip that is the image's true orientation shows the spine as the spine network knows it; the
+                # whole-image search for a spine it missed (~7 s) cannot make that case.
+                search_whole_image=False,
                 **options,
             )
         except ValueError:  # no plan at all from the flipped image: not the answer
             continue
         flipped_quality = float(other["quality"]["quality_factor"])
-        if (
-            not other["doubtful"]
-            and flipped_quality >= FLIP_MIN_QUALITY
-            and flipped_quality >= given + FLIP_MIN_GAIN
-            and (best is None or flipped_quality > best["quality_flipped"])
-        ):
-            best = {"flipped": name, "quality": round(quality, 4), "quality_flipped": round(flipped_quality, 4)}
-    return best
+        if not other["doubtful"] and flipped_quality >= FLIP_MIN_QUALITY and flipped_quality >= given + FLIP_MIN_GAIN:
+            return {"flipped": name, "quality": round(quality, 4), "quality_flipped": round(flipped_quality, 4)}
+    return None
+
+
+def _refuse_if_flipped(images: list[Volume], quality: float, given: float, progress: Progress, **options) -> None:
+    """Raise ValueError when the image's content looks flipped against its header (`_orientation_suspect`)."""
+    suspect = _orientation_suspect(images, quality, given, progress, **options)
+    if suspect:
+        raise ValueError(
+            f"the image looks flipped {suspect['flipped']} relative to its header: as given it plans with quality "
+            f"{suspect['quality']:.2f}, with its content flipped {suspect['quality_flipped']:.2f}. Correct the "
+            "image's orientation (its header) and plan again, or give --trust-header to plan it as it is"
+        )
 
 
 def _doubtful_beyond_count(plan: dict[str, Any]) -> bool:
@@ -90,17 +97,17 @@ def plan_from_localizer(
     check_orientation: bool = True,
     threads: int = 2,
     progress: Progress | Report | None = None,
+    search_whole_image: bool = True,
 ):
     """(plan, pipeline result) for one sagittal localizer (optionally with a coronal one as `images[1]`); the
     networks run on `threads` threads.
 
     Raises ValueError ("no confident plan: ...") when fewer than two discs were labelled: a plan with slabs and
-    slice groups cannot be built from less, and a technologist must plan by hand; with `check_orientation`, the
-    message (or a doubtful plan's doubts) says when the image looks flipped relative to its header. Steps go to
+    slice groups cannot be built from less, and a technologist must plan by hand; with `check_orientation`, also
+    when the image looks flipped relative to its header (a doubtful plan, or too few discs, is planned again on
+    the flipped content; `_orientation_suspect`). Steps go to
     `progress` (progress.py); when it says stop, `Cancelled` is raised before anything is returned.
     """
-    import time
-
     from .networks.infer import run_pipeline
 
     options = {
@@ -111,7 +118,15 @@ def plan_from_localizer(
         "threads": threads,
     }
     step = as_progress(progress)
-    # The networks take most of a plan; the orientation check, when it runs, re-plans twice in the last share.
+    checked: dict[str, float] = {}  # the orientation check's time, once it ran
+
+    def refuse_if_flipped(quality: float, given: float) -> None:
+        t = time.perf_counter()
+        _refuse_if_flipped(images, quality, given, step.part(0.8, 1.0), **options)
+        checked["orientation_check"] = round(time.perf_counter() - t, 4)
+
+    # The networks take most of a plan; the orientation check, when it runs, re-plans in the last share. A flipped
+    # image is refused before the search of the whole image for a spine the spine network missed (~7 s).
     result = run_pipeline(
         images,
         lumbar_count=lumbar_count,
@@ -119,19 +134,15 @@ def plan_from_localizer(
         grid_axes=grid_axes,
         threads=threads,
         progress=step.part(0.0, 0.8),
+        search_whole_image=search_whole_image,
+        before_wide_search=(lambda: refuse_if_flipped(0.0, 0.0)) if check_orientation else None,
     )
     n_discs = len(np.unique(result.discs_canonical)) - 1
     if n_discs < 2:
-        hint = ""
-        if check_orientation:
-            suspect = _orientation_suspect(images, {"quality": {"quality_factor": 0.0}}, step.part(0.8, 1.0), **options)
-            if suspect:
-                hint = (
-                    f"; the image looks flipped {suspect['flipped']} relative to its header (flipped, it plans with "
-                    f"quality {suspect['quality_flipped']:.2f}): check its orientation"
-                )
+        if check_orientation and not checked:
+            refuse_if_flipped(0.0, 0.0)
         raise ValueError(
-            f"no confident plan: {result.message}; {n_discs} disc(s) labelled, quality factor 0.00{hint}. Check that "
+            f"no confident plan: {result.message}; {n_discs} disc(s) labelled, quality factor 0.00. Check that "
             "the image is a spine localizer covering the lumbar spine, or plan by hand"
         )
     step(0.8, "Computing the plan")
@@ -152,22 +163,18 @@ def plan_from_localizer(
     model = calibration()
     best = max(disc_quality(dict(d["evidence"], count_doubt=0.0), model) for d in plan["discs"])
     if best < MIN_BEST_DISC_QUALITY:
-        hint = ""
-        if check_orientation:
-            suspect = _orientation_suspect(images, plan, step.part(0.85, 1.0), **options)
-            if suspect:
-                hint = f"; the image looks flipped {suspect['flipped']} relative to its header: check its orientation"
+        if check_orientation and not checked:
+            refuse_if_flipped(float(plan["quality"]["quality_factor"]), 0.0)
         raise ValueError(
-            f"no confident plan: no disc looks like one (best disc quality {best:.2f} < {MIN_BEST_DISC_QUALITY}){hint}. "
+            f"no confident plan: no disc looks like one (best disc quality {best:.2f} < {MIN_BEST_DISC_QUALITY}). "
             "Check that the image is a spine localizer covering the lumbar spine, or plan by hand"
         )
     # A count in doubt alone is no sign of a flipped image (the networks found and named the discs well), nor are
     # doubtful discs that the count's doubt alone made doubtful.
-    if check_orientation and _doubtful_beyond_count(plan):
-        t = time.perf_counter()
-        suspect = _orientation_suspect(images, plan, step.part(0.85, 1.0), **options)
-        plan["timings_s"]["orientation_check"] = round(time.perf_counter() - t, 4)
-        if suspect:
-            plan["orientation_suspect"] = suspect
-            attach_doubts(plan)
+    if check_orientation and not checked and _doubtful_beyond_count(plan):
+        quality = plan["quality"]
+        refuse_if_flipped(
+            float(quality["quality_factor"]), float(quality.get("quality_if_count_right", quality["quality_factor"]))
+        )
+    plan["timings_s"].update(checked)
     return plan, result

@@ -170,6 +170,7 @@ def _plan_with_networks(image_path: Path, args, protocol, threads: int):
         model_dir=Path(args.models) if args.models else MODEL_DIR,
         grid_axes=args.grid_axes,
         input_info={"image": str(image_path), "coronal": args.coronal},
+        check_orientation=not args.trust_header,
         threads=threads,
     )
     extra = {

@@ -11,7 +11,6 @@ component per level (the plan's normals on vertebrae_t2 lean +3 deg at T12-L1/L1
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import numpy as np
 from real_sources import REAL_DIR, SCORED_T2, _nearest, _plan

@@ -204,11 +204,15 @@ def _run_pipeline(
     fine_output: bool = True,
     shifted_output: bool = True,
     progress: Progress | None = None,
+    search_whole_image: bool = True,
+    before_wide_search: Callable[[], None] | None = None,
 ) -> PipelineResult:
     """`fine_output`: draw the output disc and spine maps from the output disc network at 1 mm when its weights
     are in `model_dir` (networks/fine.py); False: from the 2 mm disc network that names the discs.
     `shifted_output`: average them with a second pass on the box sampled half a voxel further
-    (networks/output_maps.py)."""
+    (networks/output_maps.py). `search_whole_image`: look for discs in the whole image when the spine network's
+    box holds too few (False: report what the box holds; the orientation check's re-plans, where it cost ~7 s);
+    `before_wide_search` is called first and may refuse the image by raising (pipeline.py: a flipped image)."""
     timings = {}
     step = progress or Progress()
     t0 = time.perf_counter()
@@ -293,7 +297,9 @@ def _run_pipeline(
     step(0.35, "Segmenting and naming the discs")
     (discs_box, conf, count, message, naming), prob, spine_box, box, raw = discs_in(box, near_spine=True)
     searched_wide = False
-    if len(conf) < MIN_DISCS_NEAR_SPINE:
+    if len(conf) < MIN_DISCS_NEAR_SPINE and search_whole_image:
+        if before_wide_search is not None:
+            before_wide_search()
         step(0.7, "Searching the whole image for discs")
         # Few discs where the spine network put the spine: on real images it can take the bowel or the great
         # vessels for the spine. The disc network is more reliable there; look for discs in the whole image.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .lumbar_curve import BACKWARD_CURVE_DOUBT_MM, backward_curve_mm
 from .plan_types import Doubt, Plan
 
 REASONS = {
@@ -21,9 +22,9 @@ REASONS = {
     "discs_missing": "lumbar discs missing ({found} of {expected} between T12-L1 and the lumbosacral disc)",
     "low_quality": "quality factor {qf:.2f} below the threshold {threshold:.2f}: {message}",
     "low_disc_quality": "doubtful disc(s), check name and tilt: {discs}",
-    "orientation_suspect": (
-        "the image looks flipped {flipped} relative to its header: with its content flipped it plans with "
-        "quality {quality_flipped:.2f} (as given {quality:.2f}); check the image's orientation before scanning"
+    "curve_backwards": (
+        "the lumbar discs curve backwards ({mm:.0f} mm behind the line from the highest to the lowest): unless "
+        "this spine is kyphotic, the image is flipped front to back against its header; check its orientation"
     ),
 }
 
@@ -60,8 +61,9 @@ def plan_doubts(plan: Plan) -> list[Doubt]:
         )
     if low:
         out.append(("low_disc_quality", {"discs": ", ".join(low)}))
-    if plan.get("orientation_suspect"):  # pipeline.py: set after the other reasons made the plan doubtful
-        out.insert(0, ("orientation_suspect", dict(plan["orientation_suspect"])))
+    curve = backward_curve_mm(plan.get("discs", []))
+    if curve is not None and curve > BACKWARD_CURVE_DOUBT_MM:
+        out.insert(0, ("curve_backwards", {"mm": curve}))
     return [Doubt(code=code, reason=REASONS[code].format(**values)) for code, values in out]
 
 

@@ -90,5 +90,3 @@ class Plan(_PlanCore, total=False):
     doubts: list[Doubt]
     doubtful: bool
     files: dict[str, Any]
-    # pipeline.py: a flip of the image's content that plans confidently where the image as given does not.
-    orientation_suspect: dict[str, Any]
