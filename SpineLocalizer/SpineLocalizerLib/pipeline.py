@@ -31,6 +31,11 @@ COUNT_DOUBTS = ("count_disputed", "count_unusual")
 MIN_BEST_DISC_QUALITY = 0.2
 
 
+class LooksFlipped(ValueError):
+    """The image's content looks flipped against its header (`_orientation_suspect`); callers say how to plan it
+    anyway (`spine-localizer plan --trust-header`, `check_orientation=False`)."""
+
+
 def _flipped(image: Volume, lps_component: int) -> Volume:
     axis = int(np.argmax(np.abs(np.asarray(image.direction)[lps_component])))
     return Volume(np.flip(image.array, axis).copy(), image.spacing, image.origin, image.direction)
@@ -66,10 +71,10 @@ def _refuse_if_flipped(images: list[Volume], quality: float, given: float, progr
     """Raise ValueError when the image's content looks flipped against its header (`_orientation_suspect`)."""
     suspect = _orientation_suspect(images, quality, given, progress, **options)
     if suspect:
-        raise ValueError(
+        raise LooksFlipped(
             f"the image looks flipped {suspect['flipped']} relative to its header: as given it plans with quality "
             f"{suspect['quality']:.2f}, with its content flipped {suspect['quality_flipped']:.2f}. Correct the "
-            "image's orientation (its header) and plan again, or give --trust-header to plan it as it is"
+            "image's orientation (its header) and plan again"
         )
 
 

@@ -159,20 +159,23 @@ def _plan_from_labels(image_path: Path, label_path: Path, protocol, lumbar_count
 
 def _plan_with_networks(image_path: Path, args, protocol, threads: int):
     from .networks.infer import discs_on, spine_on
-    from .pipeline import plan_from_localizer
+    from .pipeline import LooksFlipped, plan_from_localizer
 
     image = read_volume(image_path, args.series)
     inputs = [image] + ([read_volume(args.coronal)] if args.coronal else [])
-    plan, result = plan_from_localizer(
-        inputs,
-        protocol=protocol,
-        lumbar_count=args.lumbar_count,
-        model_dir=Path(args.models) if args.models else MODEL_DIR,
-        grid_axes=args.grid_axes,
-        input_info={"image": str(image_path), "coronal": args.coronal},
-        check_orientation=not args.trust_header,
-        threads=threads,
-    )
+    try:
+        plan, result = plan_from_localizer(
+            inputs,
+            protocol=protocol,
+            lumbar_count=args.lumbar_count,
+            model_dir=Path(args.models) if args.models else MODEL_DIR,
+            grid_axes=args.grid_axes,
+            input_info={"image": str(image_path), "coronal": args.coronal},
+            check_orientation=not args.trust_header,
+            threads=threads,
+        )
+    except LooksFlipped as err:
+        raise ValueError(f"{err}, or give --trust-header to plan it as it is") from err
     extra = {
         "discs.nii.gz": Volume(discs_on(result, image), image.spacing, image.origin, image.direction),
         "spine.nii.gz": Volume(spine_on(result, image), image.spacing, image.origin, image.direction),
